@@ -1,0 +1,287 @@
+"""Every knob of keras-distil, with its default, its unit and one line of meaning.
+
+A recipe is a JSON object whose top-level keys are the sections below (``model``, ``distill``, ``data``,
+``train``) plus a few top-level paths. Unknown keys, wrong types and impossible combinations raise
+:class:`ConfigError` naming the key (as ``section.key``) and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+
+class ConfigError(ValueError):
+    """A recipe or a knob is wrong: the message names the key and the accepted values."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        (inner,) = get_args(tp)
+        return f"list of {_type_name(inner)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to float where a float is wanted)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for option in get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+    elif origin is list:
+        (inner,) = get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a programming error in this module
+        raise TypeError(f"unsupported annotation {tp!r} for {key}")
+    raise ConfigError(f"{key}: got {value!r}; accepted: {_type_name(tp)}")
+
+
+class Section:
+    """Base of every config section: typed ``from_dict`` / ``to_dict`` and a ``validate`` hook."""
+
+    _name = "config"
+
+    @classmethod
+    def from_dict(cls, data: dict | None, prefix: str | None = None):
+        prefix = prefix or cls._name
+        data = dict(data or {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{prefix}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{prefix}: unknown key(s) {', '.join(unknown)}; accepted keys: {', '.join(sorted(fields))}"
+            )
+        kwargs = {}
+        for name, value in data.items():
+            hint = hints[name]
+            if isinstance(hint, type) and issubclass(hint, Section):
+                kwargs[name] = hint.from_dict(value, f"{prefix}.{name}")
+            else:
+                kwargs[name] = _coerce(value, hint, f"{prefix}.{name}")
+        obj = cls(**kwargs)
+        obj.validate(prefix)
+        return obj
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        """A validated copy with ``changes`` applied (keys checked like a recipe's)."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    def validate(self, prefix: str) -> None:  # overridden where a section has constraints
+        return None
+
+
+def _require(ok: bool, key: str, accepted: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: got {value!r}; accepted: {accepted}")
+
+
+@dataclasses.dataclass
+class ModelConfig(Section):
+    """Shape of a BERT encoder with an MLM head (Hugging Face ``BertConfig`` names in comments)."""
+
+    _name = "model"
+    vocab_size: int = 30522  # tokens in the vocabulary (vocab_size)
+    hidden_size: int = 768  # width of every hidden state (hidden_size)
+    num_layers: int = 12  # transformer blocks (num_hidden_layers)
+    num_heads: int = 12  # attention heads; must divide hidden_size (num_attention_heads)
+    intermediate_size: int = 3072  # feed-forward inner width (intermediate_size)
+    max_position_embeddings: int = 512  # longest sequence, in tokens (max_position_embeddings)
+    type_vocab_size: int = 2  # segment ids (type_vocab_size)
+    dropout: float = 0.1  # dropout on hidden states and attention probabilities, 0..1
+    layer_norm_eps: float = 1e-12  # LayerNorm epsilon, Hugging Face BERT's value
+    pad_token_id: int = 0  # id of [PAD]
+
+    def validate(self, prefix: str) -> None:
+        for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                    "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, key)
+            _require(value > 0, f"{prefix}.{key}", "an integer > 0", value)
+        _require(self.hidden_size % self.num_heads == 0, f"{prefix}.num_heads",
+                 f"a divisor of hidden_size={self.hidden_size}", self.num_heads)
+        _require(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", "a number in [0, 1)", self.dropout)
+        _require(self.layer_norm_eps > 0, f"{prefix}.layer_norm_eps", "a number > 0", self.layer_norm_eps)
+        _require(0 <= self.pad_token_id < self.vocab_size, f"{prefix}.pad_token_id",
+                 f"an id in [0, vocab_size={self.vocab_size})", self.pad_token_id)
+
+
+@dataclasses.dataclass
+class DistillConfig(Section):
+    """The distillation objective (Sanh et al. 2019; defaults are the paper's)."""
+
+    _name = "distill"
+    temperature: float = 2.0  # softmax temperature T of the soft targets, > 0
+    alpha_ce: float = 5.0  # weight of T^2 * KL(teacher_T || student_T), the soft-target loss
+    alpha_mlm: float = 2.0  # weight of the masked-LM cross-entropy on the true tokens
+    alpha_cos: float = 1.0  # weight of 1 - cos(h_student, h_teacher) on the last hidden states
+    alpha_mse: float = 0.0  # weight of the MSE between student and teacher logits
+    # Where the soft-target loss is taken: "all" non-pad tokens (the reference implementation) or
+    # "masked" positions only (projects the vocabulary at the masked positions alone: much cheaper).
+    ce_positions: Literal["all", "masked"] = "all"
+    # Teacher layers copied into the student, in order (0-based). null: every other layer (0, 2, 4, ...).
+    # HF's DistilBERT used [0, 2, 4, 7, 9, 11] of 12.
+    student_layers: Optional[list[int]] = None
+
+    def validate(self, prefix: str) -> None:
+        _require(self.temperature > 0, f"{prefix}.temperature", "a number > 0", self.temperature)
+        alphas = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
+        for key in alphas:
+            value = getattr(self, key)
+            _require(value >= 0, f"{prefix}.{key}", "a number >= 0", value)
+        if all(getattr(self, key) == 0 for key in alphas):
+            raise ConfigError(f"{prefix}.alpha_*: all loss weights are 0; set at least one of {', '.join(alphas)} > 0")
+        if self.student_layers is not None:
+            _require(len(self.student_layers) > 0, f"{prefix}.student_layers",
+                     "null or a non-empty list of teacher layer indices", self.student_layers)
+            _require(all(i >= 0 for i in self.student_layers), f"{prefix}.student_layers",
+                     "indices >= 0", self.student_layers)
+
+    @property
+    def needs_teacher_logits(self) -> bool:
+        return self.alpha_ce > 0 or self.alpha_mse > 0
+
+
+@dataclasses.dataclass
+class DataConfig(Section):
+    """Text in, dynamically masked batches out (the data issue owns the details)."""
+
+    _name = "data"
+    vocab_file: Optional[str] = None  # WordPiece vocab.txt; null: the teacher folder's
+    lowercase: bool = True  # lower-case before WordPiece (the teacher's do_lower_case)
+    strip_accents: Optional[bool] = None  # null: follow lowercase, as Hugging Face's BertTokenizer
+    document_separator: Literal["line", "blank_line"] = "line"  # one document per line, or per paragraph
+    max_len: int = 128  # tokens per sequence including [CLS] and [SEP]
+    min_len: int = 12  # sequences shorter than this many tokens are dropped (the reference drops <= 11)
+    mlm_mask_prop: float = 0.15  # fraction of real tokens selected for prediction
+    word_mask: float = 0.8  # of the selected: replaced by [MASK]
+    word_keep: float = 0.1  # of the selected: kept as they are
+    word_rand: float = 0.1  # of the selected: replaced by a random token
+    mlm_smoothing: float = 0.7  # selection probability proportional to count ** -mlm_smoothing
+    max_predictions_per_seq: int = 20  # fixed number of prediction slots per sequence (padded, weighted 0)
+    batch_size: int = 32  # sequences per global batch (split over replicas)
+    bucket_boundaries: Optional[list[int]] = None  # sequence-length bucket edges; null: one bucket, max_len
+    shuffle_buffer: int = 10000  # sequences held for shuffling
+    invalid_utf8: Literal["replace", "error"] = "replace"  # bytes that are not UTF-8: U+FFFD and counted, or an error
+    seed: int = 42  # shuffling and masking seed
+
+    def validate(self, prefix: str) -> None:
+        _require(self.max_len >= 3, f"{prefix}.max_len", "an integer >= 3", self.max_len)
+        _require(1 <= self.min_len <= self.max_len, f"{prefix}.min_len",
+                 f"an integer in [1, max_len={self.max_len}]", self.min_len)
+        _require(0 < self.mlm_mask_prop < 1, f"{prefix}.mlm_mask_prop", "a number in (0, 1)", self.mlm_mask_prop)
+        for key in ("word_mask", "word_keep", "word_rand"):
+            _require(0 <= getattr(self, key) <= 1, f"{prefix}.{key}", "a number in [0, 1]", getattr(self, key))
+        total = self.word_mask + self.word_keep + self.word_rand
+        _require(abs(total - 1.0) < 1e-6, f"{prefix}.word_mask/word_keep/word_rand",
+                 "three numbers summing to 1", total)
+        _require(self.mlm_smoothing >= 0, f"{prefix}.mlm_smoothing", "a number >= 0", self.mlm_smoothing)
+        _require(self.max_predictions_per_seq >= 1, f"{prefix}.max_predictions_per_seq", "an integer >= 1",
+                 self.max_predictions_per_seq)
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", self.batch_size)
+        _require(self.shuffle_buffer >= 1, f"{prefix}.shuffle_buffer", "an integer >= 1", self.shuffle_buffer)
+        if self.bucket_boundaries is not None:
+            b = self.bucket_boundaries
+            _require(all(0 < x < y for x, y in zip([0] + b, b)) and b[-1] <= self.max_len,
+                     f"{prefix}.bucket_boundaries", f"increasing lengths in (0, max_len={self.max_len}]", b)
+
+
+@dataclasses.dataclass
+class TrainConfig(Section):
+    """Optimisation and runtime (the runtime issue owns the details). Defaults are DistilBERT's."""
+
+    _name = "train"
+    learning_rate: float = 5e-4  # peak learning rate after warm-up
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.98
+    adam_epsilon: float = 1e-6
+    weight_decay: float = 0.0  # AdamW decay; never applied to biases and LayerNorm
+    warmup_prop: float = 0.05  # fraction of the optimizer steps spent warming up linearly, then linear decay
+    max_grad_norm: float = 5.0  # global-norm clipping; 0 disables
+    gradient_accumulation_steps: int = 1  # micro-batches summed per optimizer step
+    epochs: int = 3  # passes over the training data
+    steps: Optional[int] = None  # optimizer steps in all; overrides epochs when set
+    mixed_precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+    jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto: on where it works and pays
+    strategy: Literal["auto", "default", "mirrored", "multiworker", "tpu"] = "auto"
+    checkpoint_every: int = 500  # optimizer steps between checkpoints
+    keep_checkpoints: int = 3  # checkpoints kept on disk
+    log_every: int = 50  # optimizer steps between TensorBoard writes
+    seed: int = 56  # weight init, dropout and data order (the reference's seed)
+
+    def validate(self, prefix: str) -> None:
+        _require(self.learning_rate > 0, f"{prefix}.learning_rate", "a number > 0", self.learning_rate)
+        _require(0 <= self.adam_beta_1 < 1 and 0 <= self.adam_beta_2 < 1, f"{prefix}.adam_beta_1/adam_beta_2",
+                 "numbers in [0, 1)", (self.adam_beta_1, self.adam_beta_2))
+        _require(self.adam_epsilon > 0, f"{prefix}.adam_epsilon", "a number > 0", self.adam_epsilon)
+        _require(self.weight_decay >= 0, f"{prefix}.weight_decay", "a number >= 0", self.weight_decay)
+        _require(0 <= self.warmup_prop < 1, f"{prefix}.warmup_prop", "a number in [0, 1)", self.warmup_prop)
+        _require(self.max_grad_norm >= 0, f"{prefix}.max_grad_norm", "a number >= 0 (0: no clipping)",
+                 self.max_grad_norm)
+        _require(self.gradient_accumulation_steps >= 1, f"{prefix}.gradient_accumulation_steps",
+                 "an integer >= 1", self.gradient_accumulation_steps)
+        _require(self.epochs >= 1, f"{prefix}.epochs", "an integer >= 1", self.epochs)
+        _require(self.steps is None or self.steps >= 1, f"{prefix}.steps", "null or an integer >= 1", self.steps)
+        for key in ("checkpoint_every", "keep_checkpoints", "log_every"):
+            _require(getattr(self, key) >= 1, f"{prefix}.{key}", "an integer >= 1", getattr(self, key))
+
+
+def load_json(path: str | os.PathLike) -> dict:
+    """Read a JSON object from ``path``; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def dump_json(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as JSON atomically (temporary file, then rename)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

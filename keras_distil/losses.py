@@ -1,0 +1,84 @@
+"""The distillation losses, as pure TensorFlow functions.
+
+Every loss is a weighted mean of a per-token quantity::
+
+    loss = sum_i w_i * l_i / sum_i w_i        (0 when sum_i w_i == 0: no NaN on an empty mask)
+
+The per-token functions are public so that a caller that shards a batch over replicas can divide the
+local sum by the *global* weight (see ``Distiller``): the result is then independent of how the batch
+was split. Everything is computed in float32, whatever the mixed-precision policy, and from
+log-softmax, never log(softmax).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _f32(x):
+    return tf.cast(x, tf.float32)
+
+
+def weighted_mean(values, weights):
+    """``sum(w * v) / sum(w)``, 0 when all weights are 0."""
+    values, weights = _f32(values), _f32(weights)
+    return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
+
+
+def soft_target_kl_per_token(student_logits, teacher_logits, temperature):
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))`` for each token: ``[..., V] -> [...]``.
+
+    ``KL(p || q) = sum_v p_v (log p_v - log q_v)``. The T^2 factor keeps the gradient's scale
+    independent of T (Hinton et al. 2015), as in DistilBERT.
+    """
+    t = float(temperature)
+    log_p_teacher = tf.nn.log_softmax(_f32(teacher_logits) / t, axis=-1)
+    log_p_student = tf.nn.log_softmax(_f32(student_logits) / t, axis=-1)
+    kl = tf.reduce_sum(tf.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
+    return (t * t) * kl
+
+
+def mlm_cross_entropy_per_token(labels, logits):
+    """``-log softmax(s)[label]`` for each token: labels ``[...]``, logits ``[..., V]`` -> ``[...]``."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=_f32(logits))
+
+
+def cosine_distance_per_token(student_hidden, teacher_hidden, epsilon=1e-8):
+    """``1 - cos(h_s, h_t)`` for each token: ``[..., H] -> [...]``.
+
+    Norms are clamped at ``epsilon`` (as torch's ``CosineEmbeddingLoss``) so a zero vector gives 1, not NaN.
+    """
+    s, t = _f32(student_hidden), _f32(teacher_hidden)
+    dot = tf.reduce_sum(s * t, axis=-1)
+    norms = tf.maximum(tf.norm(s, axis=-1), epsilon) * tf.maximum(tf.norm(t, axis=-1), epsilon)
+    return 1.0 - dot / norms
+
+
+def mse_per_token(student_values, teacher_values):
+    """Mean over the last axis of ``(s - t)^2``: ``[..., D] -> [...]``."""
+    return tf.reduce_mean(tf.square(_f32(student_values) - _f32(teacher_values)), axis=-1)
+
+
+def soft_target_cross_entropy(student_logits, teacher_logits, temperature, weights):
+    """``T^2 * mean over selected tokens of KL(softmax(t/T) || softmax(s/T))``.
+
+    Up to the teacher's entropy (constant in the student) this is the soft-target cross-entropy of
+    the paper; the KL form is zero when the student matches the teacher. ``weights`` ``[...]``
+    selects the tokens (the padding mask, or the masked-position weights).
+    """
+    return weighted_mean(soft_target_kl_per_token(student_logits, teacher_logits, temperature), weights)
+
+
+def mlm_cross_entropy(labels, logits, weights):
+    """Masked-LM loss: mean over masked positions (``weights`` > 0) of ``-log p_student(label)``."""
+    return weighted_mean(mlm_cross_entropy_per_token(labels, logits), weights)
+
+
+def cosine_loss(student_hidden, teacher_hidden, padding_mask):
+    """Mean over non-pad tokens of ``1 - cos(h_s, h_t)`` between last hidden states ``[B, L, H]``."""
+    return weighted_mean(cosine_distance_per_token(student_hidden, teacher_hidden), padding_mask)
+
+
+def logits_mse(student_logits, teacher_logits, weights):
+    """Mean over selected tokens and the vocabulary of ``(s - t)^2``."""
+    return weighted_mean(mse_per_token(student_logits, teacher_logits), weights)
