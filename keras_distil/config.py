@@ -129,6 +129,7 @@ class ModelConfig(Section):
     dropout: float = 0.1  # dropout on hidden states and attention probabilities, 0..1
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon, Hugging Face BERT's value
     pad_token_id: int = 0  # id of [PAD]
+    model_type: Literal["bert", "distilbert"] = "bert"  # Hugging Face family the weights came from (checkpoints.py)
 
     def validate(self, prefix: str) -> None:
         for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
