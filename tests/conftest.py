@@ -1,0 +1,54 @@
+"""Shared test set-up: quiet TF, two logical CPUs (for MirroredStrategy tests), tiny model shapes."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Logical devices must be configured before TF initialises its runtime, i.e. before any op runs.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+TINY_MODEL = dict(
+    vocab_size=120,
+    hidden_size=32,
+    num_layers=4,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    dropout=0.0,
+)
+
+
+@pytest.fixture
+def tiny_model_config():
+    return dict(TINY_MODEL)
+
+
+def make_batch(batch_size=8, seq_len=16, num_predictions=4, vocab_size=120, seed=0, min_len=6):
+    """A hand-made batch in the Distiller's contract: random lengths, padding, masked slots partly unused."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_len, seq_len + 1, batch_size)
+    padding_mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype("int32")
+    original = rng.integers(5, vocab_size, (batch_size, seq_len)).astype("int32") * padding_mask
+    positions = np.zeros((batch_size, num_predictions), "int32")
+    weights = np.zeros((batch_size, num_predictions), "float32")
+    for b, n in enumerate(lengths):
+        used = min(num_predictions, max(1, (n - 2) // 3))
+        positions[b, :used] = np.sort(rng.choice(np.arange(1, n - 1), used, replace=False))
+        weights[b, :used] = 1.0
+    token_ids = original.copy()
+    rows = np.repeat(np.arange(batch_size)[:, None], num_predictions, 1)
+    token_ids[rows[weights > 0], positions[weights > 0]] = 4  # a [MASK]-like id
+    return {
+        "token_ids": token_ids,
+        "padding_mask": padding_mask,
+        "mask_positions": positions,
+        "mask_ids": (original[rows, positions] * (weights > 0)).astype("int32"),
+        "mask_weights": weights,
+    }
