@@ -198,7 +198,9 @@ class DataConfig(Section):
     mlm_smoothing: float = 0.7  # selection probability proportional to count ** -mlm_smoothing
     max_predictions_per_seq: int = 20  # fixed number of prediction slots per sequence (padded, weighted 0)
     batch_size: int = 32  # sequences per global batch (split over replicas)
-    bucket_boundaries: Optional[list[int]] = None  # sequence-length bucket edges; null: one bucket, max_len
+    # Padded lengths of the sequence-length buckets, increasing; a sequence goes to the first bucket at
+    # least as long and is padded to it; max_len is always the last. null: one bucket of max_len.
+    bucket_boundaries: Optional[list[int]] = None
     shuffle_buffer: int = 10000  # sequences held for shuffling
     invalid_utf8: Literal["replace", "error"] = "replace"  # bytes that are not UTF-8: U+FFFD and counted, or an error
     seed: int = 42  # shuffling and masking seed
@@ -220,7 +222,7 @@ class DataConfig(Section):
         _require(self.shuffle_buffer >= 1, f"{prefix}.shuffle_buffer", "an integer >= 1", self.shuffle_buffer)
         if self.bucket_boundaries is not None:
             b = self.bucket_boundaries
-            _require(all(0 < x < y for x, y in zip([0] + b, b)) and b[-1] <= self.max_len,
+            _require(len(b) > 0 and b[0] > 0 and all(x < y for x, y in zip(b, b[1:])) and b[-1] <= self.max_len,
                      f"{prefix}.bucket_boundaries", f"increasing lengths in (0, max_len={self.max_len}]", b)
 
 

@@ -1,0 +1,202 @@
+"""``keras-distil prepare``: tokenize a corpus once into TFRecord shards for fast, repeatable training.
+
+Output folder:
+
+* ``shard-00000-of-0000N.tfrecord`` ...: one ``tf.train.Example`` per sequence with the int64 list
+  feature ``token_ids`` ([CLS] ... [SEP]); sequences go round-robin over the shards;
+* ``token_counts.json``: ``{"counts": [V ints], "vocab_sha256": ...}``, the smoothing counts;
+* ``manifest.json``: format, vocab hash and file, max_len, min_len, case settings, the shards with
+  their sequence counts, and the corpus counters (documents, sequences, tokens, dropped, invalid UTF-8).
+
+Every file is written under a temporary name and renamed into place; the manifest comes last, so a
+folder with a manifest is complete. Training refuses a folder whose vocab hash is not the teacher's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_distil.data.base import DataError, DataStats, atomic_write_json, temporary_name
+from keras_distil.data.corpus import (
+    COUNTS_NAME,
+    MANIFEST_NAME,
+    SHARD_FEATURE,
+    SHARD_FORMAT,
+    ShardSource,
+    TfdsSource,
+    describe,
+    text_documents,
+    tfds_documents,
+)
+from keras_distil.data.pipeline import as_sources, documents_to_sequences
+from keras_distil.data.tokenize import WordPieceTokenizer
+
+logger = logging.getLogger("keras_distil.data")
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"shard-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _example(ids: np.ndarray) -> bytes:
+    feature = tf.train.Feature(int64_list=tf.train.Int64List(value=ids.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature={SHARD_FEATURE: feature})).SerializeToString()
+
+
+class _ShardWriter:
+    """Round-robin TFRecord writers on temporary names; ``commit`` renames them into place."""
+
+    def __init__(self, out_dir: str, num_shards: int):
+        self.paths = [os.path.join(out_dir, shard_name(i, num_shards)) for i in range(num_shards)]
+        self.writers = [tf.io.TFRecordWriter(temporary_name(p)) for p in self.paths]
+        self.sequences = [0] * num_shards
+        self.next = 0
+
+    def write(self, ids: np.ndarray) -> None:
+        self.writers[self.next].write(_example(ids))
+        self.sequences[self.next] += 1
+        self.next = (self.next + 1) % len(self.writers)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def commit(self) -> list[dict]:
+        self.close()
+        for path in self.paths:
+            os.replace(temporary_name(path), path)
+        return [{"file": os.path.basename(p), "sequences": n} for p, n in zip(self.paths, self.sequences, strict=True)]
+
+    def abort(self) -> None:
+        self.close()
+        for path in self.paths:
+            if os.path.exists(temporary_name(path)):
+                os.remove(temporary_name(path))
+
+
+def prepare_corpus(sources, out_dir: str | os.PathLike, data_config, vocab_file: str | os.PathLike | None = None,
+                   num_shards: int = 8, tokenizer: WordPieceTokenizer | None = None) -> dict:
+    """Tokenize ``sources`` (text files / globs / TFDS) into ``out_dir``; returns the manifest.
+
+    ``vocab_file`` defaults to ``data_config.vocab_file``; a ready ``tokenizer`` may be passed instead.
+    Raises :class:`DataError` naming the sources when they yield no sequence of ``min_len`` tokens.
+    """
+    if num_shards < 1:
+        raise DataError(f"num_shards: got {num_shards}; accepted: an integer >= 1")
+    if tokenizer is None:
+        vocab_file = vocab_file or data_config.vocab_file
+        if vocab_file is None:
+            raise DataError("prepare: no vocabulary; pass vocab_file or set data.vocab_file")
+        tokenizer = WordPieceTokenizer.from_vocab_file(vocab_file, data_config.lowercase, data_config.strip_accents)
+    sources = as_sources(sources)
+    if any(isinstance(s, ShardSource) for s in sources):
+        raise DataError("prepare: the sources must be text files or TFDS datasets, not prepared shard folders")
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    stats = DataStats()
+    counts = np.zeros(tokenizer.vocab_size, np.int64)
+    writer = _ShardWriter(out_dir, num_shards)
+    try:
+        for source in sources:
+            documents = (tfds_documents(source) if isinstance(source, TfdsSource) else
+                         text_documents(source, data_config.document_separator, data_config.invalid_utf8))
+            for batch in documents_to_sequences(documents, tokenizer, data_config, stats):
+                flat = batch.flat_values.numpy()
+                counts += np.bincount(flat, minlength=tokenizer.vocab_size)
+                for ids in np.split(flat, batch.row_splits.numpy()[1:-1]):
+                    writer.write(ids)
+    except BaseException:
+        writer.abort()
+        raise
+    totals = stats.log(f"prepare {out_dir}")
+    names = "; ".join(describe(s) for s in sources)
+    if totals["sequences"] == 0:
+        writer.abort()
+        if totals["documents"] == 0:
+            raise DataError(f"empty corpus: no text in: {names}")
+        raise DataError(f"every document is shorter than data.min_len={data_config.min_len} tokens "
+                        f"(including [CLS] and [SEP]) in: {names}")
+    shards = writer.commit()
+    atomic_write_json(os.path.join(out_dir, COUNTS_NAME),
+                      {"vocab_sha256": tokenizer.vocab_hash, "counts": counts.tolist()})
+    manifest = {
+        "format": SHARD_FORMAT,
+        "version": 1,
+        "vocab_sha256": tokenizer.vocab_hash,
+        "vocab_file": tokenizer.vocab_file,
+        "vocab_size": tokenizer.vocab_size,
+        "lowercase": tokenizer.lowercase,
+        "strip_accents": tokenizer.strip_accents,
+        "max_len": data_config.max_len,
+        "min_len": data_config.min_len,
+        "document_separator": data_config.document_separator,
+        "sources": names,
+        "shards": shards,
+        **totals,
+    }
+    atomic_write_json(os.path.join(out_dir, MANIFEST_NAME), manifest)
+    return manifest
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("sources", nargs="+",
+                        help="text files or globs (one document per line), or tfds:NAME[:SPLIT[:TEXT_KEY]]")
+    parser.add_argument("--out", required=True, help="output folder for the shards, token_counts.json, manifest.json")
+    parser.add_argument("--vocab", help="WordPiece vocab.txt (default: the recipe's data.vocab_file)")
+    parser.add_argument("--config", help="a recipe JSON file; its 'data' section is used")
+    parser.add_argument("--num-shards", type=int, default=8)
+    parser.add_argument("--max-len", type=int)
+    parser.add_argument("--min-len", type=int)
+    parser.add_argument("--document-separator", choices=["line", "blank_line"])
+    parser.add_argument("--invalid-utf8", choices=["replace", "error"])
+    parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--tfds-data-dir", help="TFDS data_dir for tfds: sources (nothing is downloaded)")
+    return parser
+
+
+def _config_from_args(args):
+    from keras_distil.config import DataConfig, load_json
+
+    data = dict(load_json(args.config).get("data", {})) if args.config else {}
+    for key in ("max_len", "min_len", "document_separator", "invalid_utf8", "lowercase"):
+        value = getattr(args, key)
+        if value is not None:
+            data[key] = value
+    return DataConfig.from_dict(data)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from keras_distil.data.corpus import parse_source
+
+    data_config = _config_from_args(args)
+    sources = [parse_source(s, args.tfds_data_dir) for s in args.sources]
+    manifest = prepare_corpus(sources, args.out, data_config, args.vocab, num_shards=args.num_shards)
+    print(f"{args.out}: {manifest['sequences']} sequences, {manifest['tokens']} tokens in "
+          f"{len(manifest['shards'])} shards ({manifest['dropped_short']} short sequences dropped, "
+          f"{manifest['invalid_utf8']} documents with invalid UTF-8)")
+    return 0
+
+
+def register_cli(subparsers) -> argparse.ArgumentParser:
+    """Add the ``prepare`` subcommand to an ``argparse`` subparsers object (``func`` is set)."""
+    parser = subparsers.add_parser("prepare", help="tokenize a corpus into TFRecord shards")
+    add_prepare_arguments(parser)
+    parser.set_defaults(func=run_prepare)
+    return parser
+
+
+def main_prepare(argv: Sequence[str] | None = None) -> int:
+    """``keras-distil prepare ...`` as a function; errors in the input are printed, exit status 2."""
+    args = add_prepare_arguments(argparse.ArgumentParser(prog="keras-distil prepare")).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run_prepare(args)
+    except DataError as e:
+        print(f"keras-distil prepare: error: {e}", flush=True)
+        return 2
