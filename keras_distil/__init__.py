@@ -1,0 +1,25 @@
+"""keras-distil: distil a BERT teacher into a smaller student the DistilBERT way, with Keras 3 on TensorFlow.
+
+Importing the package registers its Keras classes, so ``keras.saving.load_model`` reads saved
+Distillers and students.
+"""
+
+from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig
+from keras_distil.distiller import Distiller
+from keras_distil.models.bert import BertMLM, build_mlm_model
+from keras_distil.models.student import default_student_layers, student_from_teacher
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BertMLM",
+    "ConfigError",
+    "DataConfig",
+    "DistillConfig",
+    "Distiller",
+    "ModelConfig",
+    "TrainConfig",
+    "build_mlm_model",
+    "default_student_layers",
+    "student_from_teacher",
+]

@@ -96,6 +96,10 @@ class BertMLM(keras.Model):
     """
 
     def __init__(self, model_config: dict | ModelConfig, with_mlm_head: bool = True, **kwargs):
+        # Keras only propagates `trainable` to sub-layers that exist when it is set, and ignores a
+        # later assignment of the same value: apply it once the layers are built (a reloaded frozen
+        # teacher would otherwise come back trainable).
+        trainable = kwargs.pop("trainable", True)
         super().__init__(**kwargs)
         cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
         self.model_config = cfg
@@ -113,16 +117,17 @@ class BertMLM(keras.Model):
             name="backbone",
         )
         use_hf_numerics(self.backbone, cfg.layer_norm_eps)
-        self.backbone.pooled_dense.trainable = False
         self.mlm_head = None
         if with_mlm_head:
             self.mlm_head = MLMHead(
                 cfg.hidden_size, cfg.vocab_size, cfg.layer_norm_eps, dtype=self.dtype_policy, name="mlm_head"
             )
             self.mlm_head.build((None, cfg.hidden_size))
+        type(self).trainable.fset(self, trainable)  # an assignment of the unchanged value would be skipped
         self.built = True  # every weight exists now: copying, saving and fit() need no dummy call
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, return_logits=True):
+        """``return_logits=False`` skips the MLM head (a teacher needed for its hidden states only)."""
         token_ids = inputs["token_ids"]
         segment_ids = inputs.get("segment_ids")
         if segment_ids is None:
@@ -132,13 +137,24 @@ class BertMLM(keras.Model):
             training=training,
         )
         result = {"hidden": out["sequence_output"], "pooled": out["pooled_output"]}
-        if self.mlm_head is not None:
+        if self.mlm_head is not None and return_logits:
             hidden = result["hidden"]
             positions = inputs.get("mask_positions")
             if positions is not None:
                 hidden = tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
             result["logits"] = self.mlm_head(hidden, token_embedding=self.backbone.token_embedding)
         return result
+
+    @property
+    def trainable(self):
+        return keras.Model.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        """As Keras', but the pooler stays frozen: no MLM or distillation loss reaches it."""
+        keras.Model.trainable.fset(self, value)
+        if hasattr(self, "backbone"):
+            self.backbone.pooled_dense.trainable = False
 
     @property
     def transformer_layers(self):

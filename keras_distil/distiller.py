@@ -1,0 +1,204 @@
+"""The Distiller: a ``keras.Model`` that trains a student against a frozen teacher.
+
+    loss = alpha_ce  * T^2 * KL(softmax(t/T) || softmax(s/T))   soft targets
+         + alpha_mlm * CE(mask_ids, s at mask_positions)       masked LM on the true tokens
+         + alpha_cos * (1 - cos(h_s, h_t))                      last hidden states, padding masked out
+         + alpha_mse * mean (s - t)^2                           logits (off by default)
+
+Input batches are dicts (see ``BATCH_KEYS``): ``token_ids`` and ``padding_mask`` [B, L] (token ids
+after masking), ``mask_positions``, ``mask_ids`` and ``mask_weights`` [B, P]; ``segment_ids`` optional.
+
+Distribution: each term is a weighted mean over tokens. Under a strategy every replica divides its
+*local* weighted sum by the *global* weight (an all-reduce of the local weights), so the gradients the
+optimizer sums over replicas are exactly those of the whole batch on one device, however unevenly
+padding and masks fall across replicas. With equal weights per replica this is the usual
+``loss / num_replicas_in_sync``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_distil import losses
+from keras_distil.config import ConfigError, DistillConfig
+
+BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights")
+TERMS = ("ce", "mlm", "cos", "mse")
+
+
+def _replica_context():
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
+def _global_sum(value):
+    """Sum of ``value`` over all replicas (the value itself outside a multi-replica step)."""
+    ctx = _replica_context()
+    return value if ctx is None else ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _num_replicas() -> int:
+    ctx = _replica_context()
+    return 1 if ctx is None else ctx.num_replicas_in_sync
+
+
+def _globally_weighted_mean(values, weights):
+    """This replica's share of the global weighted mean: ``sum_local(w*v) / sum_global(w)``."""
+    weights = tf.cast(weights, tf.float32)
+    local = tf.reduce_sum(tf.cast(values, tf.float32) * weights)
+    return tf.math.divide_no_nan(local, _global_sum(tf.reduce_sum(weights)))
+
+
+@keras.saving.register_keras_serializable(package="keras_distil")
+class Distiller(keras.Model):
+    """Distil ``teacher`` into ``student`` with ``fit()``.
+
+    ``teacher`` and ``student`` are models that take the batch dict and return a dict with ``hidden``
+    [B, L, H] and ``logits`` (at ``mask_positions`` when present in the input, else at every
+    position), as :class:`keras_distil.models.bert.BertMLM` does. The teacher is frozen and always
+    runs in inference mode outside the gradient tape.
+    """
+
+    def __init__(self, teacher, student, config: DistillConfig | dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = DistillConfig()
+        elif isinstance(config, dict):
+            config = DistillConfig.from_dict(config)
+        self.teacher = teacher
+        self.student = student
+        self.config = config
+        self.teacher.trainable = False
+        self._check_compatible()
+        self.active_terms = tuple(t for t in TERMS if getattr(config, f"alpha_{t}") > 0)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.active_terms}
+        # Both models are built at construction; marking the Distiller built lets fit() callbacks
+        # (ModelCheckpoint, BackupAndRestore) and .keras saving see its weights and optimizer state.
+        self.built = True
+
+    # ---- checks -------------------------------------------------------------------------------
+    def _check_compatible(self) -> None:
+        cfg = self.config
+        t_cfg = getattr(self.teacher, "model_config", None)
+        s_cfg = getattr(self.student, "model_config", None)
+        if t_cfg is not None and s_cfg is not None:
+            if cfg.alpha_cos > 0 and t_cfg.hidden_size != s_cfg.hidden_size:
+                raise ConfigError(
+                    f"distill.alpha_cos: the cosine loss compares hidden states, but the teacher's width is "
+                    f"{t_cfg.hidden_size} and the student's {s_cfg.hidden_size}; set alpha_cos to 0 or use a "
+                    "student of the teacher's width"
+                )
+            if t_cfg.vocab_size != s_cfg.vocab_size:
+                raise ConfigError(
+                    f"model.vocab_size: teacher has {t_cfg.vocab_size} tokens, student {s_cfg.vocab_size}; "
+                    "they must share the vocabulary"
+                )
+        for who, model, needed in (("teacher", self.teacher, cfg.needs_teacher_logits),
+                                   ("student", self.student, cfg.needs_teacher_logits or cfg.alpha_mlm > 0)):
+            if needed and getattr(model, "with_mlm_head", True) is False:
+                raise ConfigError(
+                    f"distill.alpha_ce/alpha_mlm/alpha_mse: the {who} has no MLM head (an encoder-only "
+                    "checkpoint), so only alpha_cos can be used; set the others to 0"
+                )
+
+    # ---- Keras plumbing -----------------------------------------------------------------------
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def call(self, inputs, training=False):
+        """The student's outputs: a Distiller can be called (and exported) like its student."""
+        return self.student(inputs, training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "config": self.config.to_dict(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
+        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        return cls(teacher, student, **config)
+
+    # ---- the objective ------------------------------------------------------------------------
+    @property
+    def _logits_everywhere(self) -> bool:
+        """Soft targets on all non-pad tokens need the vocabulary projection at every position."""
+        return self.config.ce_positions == "all" and self.config.needs_teacher_logits
+
+    def _model_inputs(self, batch):
+        inputs = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
+        if "segment_ids" in batch:
+            inputs["segment_ids"] = batch["segment_ids"]
+        if not self._logits_everywhere:
+            inputs["mask_positions"] = batch["mask_positions"]
+        return inputs
+
+    def teacher_outputs(self, inputs):
+        out = self.teacher(inputs, training=False, return_logits=self.config.needs_teacher_logits)
+        return tf.nest.map_structure(tf.stop_gradient, out)
+
+    def compute_terms(self, batch, student_out, teacher_out) -> dict:
+        """Each active term as this replica's share of its global weighted mean (float32 scalars)."""
+        cfg = self.config
+        padding = tf.cast(batch["padding_mask"], tf.float32)
+        mask_weights = tf.cast(batch["mask_weights"], tf.float32)
+        soft_weights = padding if self._logits_everywhere else mask_weights
+        terms = {}
+        if cfg.alpha_ce > 0:
+            kl = losses.soft_target_kl_per_token(student_out["logits"], teacher_out["logits"], cfg.temperature)
+            terms["ce"] = _globally_weighted_mean(kl, soft_weights)
+        if cfg.alpha_mlm > 0:
+            logits = student_out["logits"]
+            if self._logits_everywhere:
+                logits = tf.gather(logits, tf.cast(batch["mask_positions"], tf.int32), batch_dims=1)
+            ce = losses.mlm_cross_entropy_per_token(batch["mask_ids"], logits)
+            terms["mlm"] = _globally_weighted_mean(ce, mask_weights)
+        if cfg.alpha_cos > 0:
+            dist = losses.cosine_distance_per_token(student_out["hidden"], teacher_out["hidden"])
+            terms["cos"] = _globally_weighted_mean(dist, padding)
+        if cfg.alpha_mse > 0:
+            mse = losses.mse_per_token(student_out["logits"], teacher_out["logits"])
+            terms["mse"] = _globally_weighted_mean(mse, soft_weights)
+        return terms
+
+    def total_loss(self, terms: dict):
+        return tf.add_n([getattr(self.config, f"alpha_{name}") * value for name, value in terms.items()])
+
+    def _update_trackers(self, total, terms) -> None:
+        # Each replica holds its share of the global value; Keras sums the metric updates over
+        # replicas and counts one update per replica, so scale by the replica count.
+        scale = float(_num_replicas())
+        self._trackers["loss"].update_state(total * scale)
+        for name, value in terms.items():
+            self._trackers[name].update_state(value * scale)
+
+    def train_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        inputs = self._model_inputs(batch)
+        teacher_out = self.teacher_outputs(inputs)
+        variables = self.student.trainable_variables
+        with tf.GradientTape() as tape:
+            student_out = self.student(inputs, training=True)
+            terms = self.compute_terms(batch, student_out, teacher_out)
+            total = self.total_loss(terms)
+            scaled = self.optimizer.scale_loss(total)  # loss scaling under mixed_float16, else identity
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self._update_trackers(total, terms)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        inputs = self._model_inputs(batch)
+        teacher_out = self.teacher_outputs(inputs)
+        student_out = self.student(inputs, training=False)
+        terms = self.compute_terms(batch, student_out, teacher_out)
+        self._update_trackers(self.total_loss(terms), terms)
+        return {m.name: m.result() for m in self.metrics}

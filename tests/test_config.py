@@ -1,0 +1,69 @@
+"""Config sections: defaults, JSON round trip, and errors that name the key and what is accepted."""
+
+import json
+
+import pytest
+
+from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig, dump_json, load_json
+
+
+def test_distill_defaults_are_the_papers():
+    cfg = DistillConfig()
+    assert (cfg.temperature, cfg.alpha_ce, cfg.alpha_mlm, cfg.alpha_cos, cfg.alpha_mse) == (2.0, 5.0, 2.0, 1.0, 0.0)
+    assert cfg.ce_positions == "all" and cfg.student_layers is None
+
+
+def test_json_round_trip(tmp_path):
+    cfg = DistillConfig.from_dict({"temperature": 3, "student_layers": [0, 2, 4, 7, 9, 11], "ce_positions": "masked"})
+    assert cfg.temperature == 3.0 and isinstance(cfg.temperature, float)
+    dump_json(cfg.to_dict(), tmp_path / "c.json")
+    assert DistillConfig.from_dict(load_json(tmp_path / "c.json")) == cfg
+
+
+@pytest.mark.parametrize(
+    "bad, key, accepted",
+    [
+        ({"tempreature": 2.0}, "tempreature", "accepted keys"),
+        ({"temperature": 0}, "distill.temperature", "> 0"),
+        ({"temperature": -1.0}, "distill.temperature", "> 0"),
+        ({"alpha_ce": -0.5}, "distill.alpha_ce", ">= 0"),
+        ({"alpha_ce": "5"}, "distill.alpha_ce", "float"),
+        ({"alpha_mlm": True}, "distill.alpha_mlm", "float"),
+        ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_mse": 0}, "alpha", "at least one"),
+        ({"ce_positions": "some"}, "distill.ce_positions", "'all' | 'masked'"),
+        ({"student_layers": [0, "2"]}, "distill.student_layers", "list of int"),
+        ({"student_layers": [-1]}, "distill.student_layers", ">= 0"),
+    ],
+)
+def test_bad_distill_knobs_name_key_and_accepted(bad, key, accepted):
+    with pytest.raises(ConfigError) as err:
+        DistillConfig.from_dict(bad)
+    assert key in str(err.value) and accepted in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "section, bad, key",
+    [
+        (ModelConfig, {"hidden_size": 30, "num_heads": 4}, "model.num_heads"),
+        (ModelConfig, {"num_layers": 0}, "model.num_layers"),
+        (DataConfig, {"word_mask": 0.5}, "word_mask/word_keep/word_rand"),
+        (DataConfig, {"min_len": 200}, "data.min_len"),
+        (TrainConfig, {"warmup_prop": 1.5}, "train.warmup_prop"),
+        (TrainConfig, {"strategy": "horovod"}, "train.strategy"),
+    ],
+)
+def test_other_sections_validate(section, bad, key):
+    with pytest.raises(ConfigError, match=key.replace("/", ".")):
+        section.from_dict(bad)
+
+
+def test_load_json_names_the_file(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="recipe.json"):
+        load_json(path)
+    with pytest.raises(ConfigError, match="missing.json"):
+        load_json(tmp_path / "missing.json")
+    path.write_text(json.dumps([1, 2]))
+    with pytest.raises(ConfigError, match="JSON object"):
+        load_json(path)
