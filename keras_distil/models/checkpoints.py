@@ -1,0 +1,217 @@
+"""Teachers in, students out: Hugging Face folders, KerasHub presets and ``.keras`` files.
+
+Public API:
+
+* :func:`load_teacher` reads a local Hugging Face folder (``BertForMaskedLM``, ``BertForPreTraining``,
+  ``BertModel``, ``DistilBertForMaskedLM``; ``model.safetensors`` or sharded with
+  ``model.safetensors.index.json``), a KerasHub preset folder or a ``.keras`` file into a
+  :class:`~keras_distil.models.bert.BertMLM` plus its tokenizer settings (:class:`LoadedCheckpoint`).
+  Hidden states and MLM logits match transformers on the same folder to ~1e-5 (tests/fixtures).
+* :func:`save_student` writes ``format="hf"`` (what ``AutoModelForMaskedLM.from_pretrained`` loads) or
+  ``format="keras_hub"`` (what ``keras_hub.models.BertMaskedLM.from_preset`` loads); both are written to a
+  temporary folder, read back and compared before they are renamed into place.
+* :func:`convert_checkpoint`, :func:`add_convert_parser`, :func:`run_convert`: ``keras-distil convert``.
+
+Design decisions:
+
+* Nothing is unpickled, ever: safetensors and JSON only (``pytorch_model.bin`` is refused with the way
+  to convert it), and ``.keras`` files are loaded with ``safe_mode=True``.
+* DistilBERT maps onto BertMLM with a zero segment table (see hf_mapping); ``ModelConfig.model_type``
+  remembers the family. The distilled student is written as BERT (BertForMaskedLM) unless
+  ``model_type="distilbert"`` or ``"same"`` is asked for.
+* KerasHub presets default to our registered HF-numerics subclasses (exact), with ``keras_hub_classes=
+  "stock"`` for KerasHub-only readers (approximate GELU, head eps 1e-5): see keras_hub_preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+import keras
+
+from keras_distil.config import DistillConfig
+from keras_distil.models.bert import BertMLM
+from keras_distil.models.checkpoint_io import CheckpointError
+from keras_distil.models.hf_folder import read_hf_folder, write_hf_folder
+from keras_distil.models.keras_hub_preset import (
+    from_keras_hub_model,
+    is_keras_hub_preset,
+    read_keras_hub_preset,
+    write_keras_hub_preset,
+)
+from keras_distil.models.tokenizer_settings import TokenizerSettings, read_tokenizer_settings
+
+__all__ = [
+    "CheckpointError",
+    "LoadedCheckpoint",
+    "TokenizerSettings",
+    "add_convert_parser",
+    "convert_checkpoint",
+    "detect_format",
+    "load_teacher",
+    "read_tokenizer_settings",
+    "run_convert",
+    "save_student",
+]
+
+FORMATS = ("hf", "keras_hub")
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """A model read from a checkpoint, with what is needed to tokenize text the way it was trained.
+
+    ``model``: a BertMLM (no MLM head for encoder-only checkpoints); ``tokenizer``: vocabulary, lower-casing
+    and accent stripping (None when the checkpoint carries no vocabulary, e.g. a bare ``.keras`` file);
+    ``model_type``: "bert" or "distilbert"; ``source``: the path; ``format``: "hf", "keras_hub" or "keras".
+    """
+
+    model: BertMLM
+    tokenizer: TokenizerSettings | None
+    model_type: str
+    source: str
+    format: str
+
+    @property
+    def vocab_file(self) -> str | None:
+        return self.tokenizer.vocab_file if self.tokenizer else None
+
+    @property
+    def lowercase(self) -> bool | None:
+        return self.tokenizer.lowercase if self.tokenizer else None
+
+    @property
+    def strip_accents(self) -> bool | None:
+        return self.tokenizer.strip_accents if self.tokenizer else None
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return self.model.mlm_head is not None
+
+
+def detect_format(path: str) -> str:
+    """"keras" for a ``.keras`` file, "keras_hub" for a preset folder, "hf" for a transformers folder."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        if path.endswith(".keras"):
+            return "keras"
+        raise CheckpointError(f"{path}: a file that is not a .keras archive; pass the checkpoint's folder instead")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such file or folder")
+    return "keras_hub" if is_keras_hub_preset(path) else "hf"
+
+
+def _needs_head(require_mlm_head: bool | None, distill: DistillConfig | None) -> bool:
+    if distill is not None:
+        return distill.alpha_ce > 0 or distill.alpha_mlm > 0 or distill.alpha_mse > 0
+    return True if require_mlm_head is None else require_mlm_head
+
+
+def _read_keras_file(path: str) -> tuple[BertMLM, TokenizerSettings | None, str]:
+    try:
+        obj = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
+        raise CheckpointError(f"{path}: cannot load this .keras file ({type(e).__name__}: {e})") from None
+    if isinstance(obj, BertMLM):
+        return obj, None, obj.model_config.model_type
+    return from_keras_hub_model(obj, source=path)
+
+
+def load_teacher(path: str, require_mlm_head: bool | None = None,
+                 distill: DistillConfig | None = None) -> LoadedCheckpoint:
+    """Read a teacher from ``path`` (format detected: see :func:`detect_format`).
+
+    The MLM head is required unless ``require_mlm_head=False`` or a ``distill`` config whose soft-target,
+    MLM and logit-MSE weights are all 0 says the teacher's logits are never used; a head-less checkpoint
+    then raises :class:`CheckpointError` saying so.
+    """
+    path = os.fspath(path)
+    need_head = _needs_head(require_mlm_head, distill)
+    fmt = detect_format(path)
+    if fmt == "hf":
+        model, tokenizer, model_type = read_hf_folder(path, require_mlm_head=need_head)
+    elif fmt == "keras_hub":
+        model, tokenizer, model_type = read_keras_hub_preset(path, require_mlm_head=need_head)
+    else:
+        model, tokenizer, model_type = _read_keras_file(path)
+        if need_head and model.mlm_head is None:
+            raise CheckpointError(f"{path}: this model has no MLM head; set distill.alpha_ce, alpha_mlm and "
+                                  "alpha_mse to 0 to use it for the hidden-state loss only")
+    if tokenizer is None and fmt == "keras":
+        tokenizer = read_tokenizer_settings(os.path.dirname(os.path.abspath(path)))
+    return LoadedCheckpoint(model, tokenizer, model_type, path, fmt)
+
+
+def _tokenizer_of(tokenizer) -> TokenizerSettings | None:
+    if tokenizer is None or isinstance(tokenizer, TokenizerSettings):
+        return tokenizer
+    if isinstance(tokenizer, LoadedCheckpoint):
+        return tokenizer.tokenizer
+    if isinstance(tokenizer, (str, os.PathLike)):
+        settings = read_tokenizer_settings(os.fspath(tokenizer))
+        if settings is None:
+            raise CheckpointError(f"{tokenizer}: no vocab.txt or tokenizer.json")
+        return settings
+    raise TypeError(f"tokenizer: expected TokenizerSettings, LoadedCheckpoint, a folder or None, got {tokenizer!r}")
+
+
+def save_student(student: BertMLM, folder: str, format: str = "hf", *, tokenizer=None, model_type: str = "bert",
+                 keras_hub_classes: str = "exact", overwrite: bool = False) -> dict[str, float]:
+    """Write ``student`` to ``folder`` and prove it reloads; returns the measured max abs differences.
+
+    ``format="hf"``: config.json, model.safetensors, vocab.txt and tokenizer_config.json for
+    ``transformers.AutoModelForMaskedLM`` (``AutoModel`` for a head-less model).
+    ``format="keras_hub"``: a KerasHub preset (see :mod:`keras_distil.models.keras_hub_preset`).
+    ``tokenizer``: TokenizerSettings, a LoadedCheckpoint, a folder holding vocab.txt, or None (no tokenizer
+    files written). ``model_type``: "bert" (default: the student is a BERT), "distilbert", or "same"
+    (the family recorded in ``student.model_config.model_type``).
+    """
+    if format not in FORMATS:
+        raise CheckpointError(f"format={format!r}: accepted {', '.join(FORMATS)}")
+    if model_type == "same":
+        model_type = student.model_config.model_type
+    if model_type not in ("bert", "distilbert"):
+        raise CheckpointError(f"model_type={model_type!r}: accepted 'bert', 'distilbert', 'same'")
+    settings = _tokenizer_of(tokenizer)
+    if format == "hf":
+        return write_hf_folder(student, folder, settings, model_type, overwrite=overwrite)
+    return write_keras_hub_preset(student, folder, settings, model_type, keras_hub_classes, overwrite=overwrite)
+
+
+def convert_checkpoint(src: str, dst: str, to: str, *, model_type: str = "same", keras_hub_classes: str = "exact",
+                       overwrite: bool = False) -> dict[str, float]:
+    """Convert a checkpoint between Hugging Face and KerasHub (or from a .keras file), keeping its family.
+
+    The written checkpoint is read back and compared with the source model (see :func:`save_student`);
+    returns those max abs differences.
+    """
+    loaded = load_teacher(src, require_mlm_head=False)
+    return save_student(loaded.model, dst, to, tokenizer=loaded.tokenizer, model_type=model_type,
+                        keras_hub_classes=keras_hub_classes, overwrite=overwrite)
+
+
+def add_convert_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``convert SRC DST --to hf|keras_hub`` on an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "convert", help="convert a checkpoint between Hugging Face and KerasHub formats (verified after writing)",
+        description="Read SRC (a Hugging Face folder, a KerasHub preset or a .keras file) and write DST.")
+    parser.add_argument("src", help="source checkpoint folder or .keras file")
+    parser.add_argument("dst", help="destination folder (written atomically)")
+    parser.add_argument("--to", required=True, choices=FORMATS, help="destination format")
+    parser.add_argument("--model-type", default="same", choices=("same", "bert", "distilbert"),
+                        help="family to write (default: the source's)")
+    parser.add_argument("--keras-hub-classes", default="exact", choices=("exact", "stock"),
+                        help="KerasHub preset classes: exact (HF numerics; needs keras_distil to load) or stock")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.set_defaults(func=run_convert)
+    return parser
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    diffs = convert_checkpoint(args.src, args.dst, args.to, model_type=args.model_type,
+                               keras_hub_classes=args.keras_hub_classes, overwrite=args.overwrite)
+    worst = max(diffs.values()) if diffs else 0.0
+    print(f"wrote {args.dst} ({args.to}); reloaded and compared: max abs difference {worst:.3g}")
+    return 0
