@@ -64,7 +64,8 @@ class LoadedCheckpoint:
     """A model read from a checkpoint, with what is needed to tokenize text the way it was trained.
 
     ``model``: a BertMLM (no MLM head for encoder-only checkpoints); ``tokenizer``: vocabulary, lower-casing
-    and accent stripping (None when the checkpoint carries no vocabulary, e.g. a bare ``.keras`` file);
+    and accent stripping (None when the checkpoint carries no vocabulary, e.g. a ``.keras`` file of a
+    BertMLM: the vocabulary is then the user's to give, never guessed from neighbouring files);
     ``model_type``: "bert" or "distilbert"; ``source``: the path; ``format``: "hf", "keras_hub" or "keras".
     """
 
@@ -139,8 +140,6 @@ def load_teacher(path: str, require_mlm_head: bool | None = None,
         if need_head and model.mlm_head is None:
             raise CheckpointError(f"{path}: this model has no MLM head; set distill.alpha_ce, alpha_mlm and "
                                   "alpha_mse to 0 to use it for the hidden-state loss only")
-    if tokenizer is None and fmt == "keras":
-        tokenizer = read_tokenizer_settings(os.path.dirname(os.path.abspath(path)))
     return LoadedCheckpoint(model, tokenizer, model_type, path, fmt)
 
 
