@@ -111,6 +111,9 @@ def test_keras_hub_preset_exact(source, bert, distilbert, tmp_path):
     # and it reads back into a BertMLM with the same outputs
     back = load_teacher(dst)
     assert back.format == "keras_hub" and back.model_type == loaded.model_type
+    assert back.tokenizer.vocab == loaded.tokenizer.vocab
+    assert (back.lowercase, back.strip_accents) == (loaded.lowercase, loaded.strip_accents)
+    assert "import keras_distil.models.checkpoints" in open(os.path.join(dst, "README.md")).read()
     assert max(parity(back.model, source).values()) <= TOLERANCE
 
 

@@ -13,7 +13,7 @@ So presets are written in one of two flavours:
   (measured difference 0.0; 5.5e-6 (BERT) and 1.2e-5 (DistilBERT) against transformers' logits on the
   test fixtures). The one condition: this module must be imported before ``from_preset`` so Keras knows
   the class names (``import keras_distil.models.checkpoints`` does it); without it KerasHub raises
-  "no class registered with Keras as keras_distil>HFBertMaskedLM". KerasHub tasks other than MaskedLM
+  "no class registered with Keras for keras_distil>HFBertBackbone" (the preset's README.md says so). KerasHub tasks other than MaskedLM
   (e.g. ``TextClassifier.from_preset``) find no class for these backbones: build them with
   ``backbone=keras_hub.models.Backbone.from_preset(folder)``.
 * ``classes="stock"``: plain ``BertBackbone`` / ``BertMaskedLM`` (``DistilBert...``), loadable by KerasHub
@@ -163,6 +163,8 @@ def write_keras_hub_preset(model: BertMLM, folder: str, tokenizer: TokenizerSett
     target, preprocessor = build_keras_hub_model(model, tokenizer, family, classes)
     with atomic_folder(folder, overwrite) as tmp:
         target.save_to_preset(tmp)
+        if classes == "exact":
+            _write_readme(tmp, type(target).__name__, family)
         if model.mlm_head is None and preprocessor is not None:
             preprocessor.tokenizer.save_to_preset(tmp)
         diffs = compare_with_keras_hub(model, tmp, family)
@@ -171,6 +173,16 @@ def write_keras_hub_preset(model: BertMLM, folder: str, tokenizer: TokenizerSett
         if classes == "stock":
             _check_weights_equal(model, tmp, family)
     return diffs
+
+
+def _write_readme(folder: str, class_name: str, family: str) -> None:
+    stock = "BertMaskedLM" if family == "bert" else "DistilBertMaskedLM"
+    text = (f"# keras-distil preset ({class_name})\n\nThe classes in this preset are KerasHub subclasses with "
+            "Hugging Face numerics (exact GELU, LayerNorm epsilon 1e-12). Register them before loading:\n\n"
+            "```python\nimport keras_hub\nimport keras_distil.models.checkpoints  # registers keras_distil>HF*\n"
+            f"model = keras_hub.models.{stock}.from_preset(\"path/to/this/folder\")\n```\n")
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _load_hub(folder: str, family: str, with_head: bool):
