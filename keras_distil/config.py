@@ -12,7 +12,7 @@ import json
 import os
 import types
 import typing
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 
 class ConfigError(ValueError):
@@ -159,7 +159,7 @@ class DistillConfig(Section):
     ce_positions: Literal["all", "masked"] = "all"
     # Teacher layers copied into the student, in order (0-based). null: every other layer (0, 2, 4, ...).
     # HF's DistilBERT used [0, 2, 4, 7, 9, 11] of 12.
-    student_layers: Optional[list[int]] = None
+    student_layers: list[int] | None = None
 
     def validate(self, prefix: str) -> None:
         _require(self.temperature > 0, f"{prefix}.temperature", "a number > 0", self.temperature)
@@ -185,9 +185,9 @@ class DataConfig(Section):
     """Text in, dynamically masked batches out (the data issue owns the details)."""
 
     _name = "data"
-    vocab_file: Optional[str] = None  # WordPiece vocab.txt; null: the teacher folder's
+    vocab_file: str | None = None  # WordPiece vocab.txt; null: the teacher folder's
     lowercase: bool = True  # lower-case before WordPiece (the teacher's do_lower_case)
-    strip_accents: Optional[bool] = None  # null: follow lowercase, as Hugging Face's BertTokenizer
+    strip_accents: bool | None = None  # null: follow lowercase, as Hugging Face's BertTokenizer
     document_separator: Literal["line", "blank_line"] = "line"  # one document per line, or per paragraph
     max_len: int = 128  # tokens per sequence including [CLS] and [SEP]
     min_len: int = 12  # sequences shorter than this many tokens are dropped (the reference drops <= 11)
@@ -200,7 +200,7 @@ class DataConfig(Section):
     batch_size: int = 32  # sequences per global batch (split over replicas)
     # Padded lengths of the sequence-length buckets, increasing; a sequence goes to the first bucket at
     # least as long and is padded to it; max_len is always the last. null: one bucket of max_len.
-    bucket_boundaries: Optional[list[int]] = None
+    bucket_boundaries: list[int] | None = None
     shuffle_buffer: int = 10000  # sequences held for shuffling
     invalid_utf8: Literal["replace", "error"] = "replace"  # bytes that are not UTF-8: U+FFFD and counted, or an error
     seed: int = 42  # shuffling and masking seed
@@ -240,7 +240,7 @@ class TrainConfig(Section):
     max_grad_norm: float = 5.0  # global-norm clipping; 0 disables
     gradient_accumulation_steps: int = 1  # micro-batches summed per optimizer step
     epochs: int = 3  # passes over the training data
-    steps: Optional[int] = None  # optimizer steps in all; overrides epochs when set
+    steps: int | None = None  # optimizer steps in all; overrides epochs when set
     mixed_precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto: on where it works and pays
     strategy: Literal["auto", "default", "mirrored", "multiworker", "tpu"] = "auto"

@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig, dump_json, load_json
+from keras_distil.config import (
+    ConfigError,
+    DataConfig,
+    DistillConfig,
+    ModelConfig,
+    TrainConfig,
+    dump_json,
+    load_json,
+)
 
 
 def test_distill_defaults_are_the_papers():

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL, make_batch
 
-
 from keras_distil.config import ConfigError
 from keras_distil.models.bert import BertMLM
 from keras_distil.models.student import default_student_layers, student_from_teacher
@@ -41,7 +40,6 @@ def _gelu(x):
 def numpy_bert(model, token_ids, padding_mask):
     """Hugging Face BertForMaskedLM's forward pass in numpy, from the Keras weights."""
     w = {v.path: v.numpy().astype("float64") for v in model.weights}
-    heads = model.model_config.num_heads
     L = token_ids.shape[1]
     x = w["token_embedding/embeddings"][token_ids] + w["position_embedding/embeddings"][:L] + w["segment_embedding/embeddings"][0]
     x = _ln(x, w["embeddings_layer_norm/gamma"], w["embeddings_layer_norm/beta"])
