@@ -160,6 +160,17 @@ def test_keras_file_is_read(bert, tmp_path):
     assert max(parity(loaded.model, "bert_mlm").values()) <= TOLERANCE
 
 
+def test_keras_file_of_a_keras_hub_task_is_read(bert, tmp_path):
+    import keras_hub
+
+    preset, path = str(tmp_path / "preset"), str(tmp_path / "task.keras")
+    save_student(bert.model, preset, "keras_hub", tokenizer=bert)
+    keras_hub.models.BertMaskedLM.from_preset(preset).save(path)
+    loaded = load_teacher(path)
+    assert (loaded.format, loaded.model_type, loaded.lowercase) == ("keras", "bert", True)
+    assert max(parity(loaded.model, "bert_mlm").values()) <= TOLERANCE
+
+
 def test_convert_command_round_trip(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="keras-distil")
     add_convert_parser(parser.add_subparsers(dest="command"))

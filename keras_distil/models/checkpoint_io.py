@@ -168,8 +168,8 @@ def missing_weights_message(folder: str) -> str:
             f"{os.path.join(folder, present[0])}: refusing to read a pickle checkpoint. Unpickling a file runs "
             "arbitrary code, so keras-distil reads safetensors only. Convert it once, on a machine and with a "
             "file you trust: `python -c \"import transformers as t; m = t.AutoModelForMaskedLM.from_pretrained("
-            f"'{folder}'); m.save_pretrained('{folder}', safe_serialization=True)\"` (writes {SAFETENSORS_FILE}), "
-            "or use the Hugging Face 'convert to safetensors' tool.")
+            f"'{folder}'); m.save_pretrained('{folder}')\"` (writes {SAFETENSORS_FILE}; use t.AutoModel for an "
+            "encoder-only checkpoint), or use the Hugging Face 'convert to safetensors' tool.")
     if os.path.exists(os.path.join(folder, "tf_model.h5")):
         return (f"{os.path.join(folder, 'tf_model.h5')}: Keras 2 / transformers-TF weights are not supported; "
                 f"convert the checkpoint to {SAFETENSORS_FILE} with transformers first.")

@@ -102,7 +102,7 @@ def _check_vocab_sizes(tensors: _Tensors, cfg, config_path: str) -> None:
 
 
 def _check_tied_decoder(tensors: _Tensors, model_type: str, embeddings: np.ndarray) -> None:
-    name = tensors.find(DECODER_WEIGHT[model_type].removeprefix("distilbert."))
+    name = tensors.find(DECODER_WEIGHT[model_type])
     if name is None:
         return
     decoder = tensors.get(name, embeddings.shape, "the decoder is tied to the word embeddings")
