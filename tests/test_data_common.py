@@ -1,0 +1,137 @@
+"""Helpers and fixtures shared by the data tests (imported by tests/test_data_*.py), plus tests of
+the small shared pieces of keras_distil.data.base.
+
+The vocabulary is a real WordPiece vocabulary trained with Hugging Face ``tokenizers`` on the Python
+standard library's docstrings (real English prose, available offline), so tokenizer-parity tests
+exercise genuine sub-word splits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+
+import pytest
+
+from keras_distil.config import DataConfig
+from keras_distil.data.base import DataError, atomic_write_json, read_json
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+DOC_MODULES = ("os", "json", "collections", "argparse", "logging", "email.message", "http.client",
+               "unittest", "pathlib", "subprocess", "inspect", "textwrap", "functools", "re", "string",
+               "datetime", "decimal", "fractions", "threading", "shutil")
+
+
+def docstring_lines(modules=DOC_MODULES) -> list[str]:
+    """Distinct non-empty docstring lines of standard-library modules (deterministic order)."""
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in modules:
+            module = importlib.import_module(name)
+            for attr in sorted(vars(module)):
+                doc = getattr(getattr(module, attr), "__doc__", None)
+                if isinstance(doc, str):
+                    lines.extend(line.strip() for line in doc.splitlines() if line.strip())
+    return list(dict.fromkeys(lines))
+
+
+def docstring_documents(modules=DOC_MODULES) -> list[str]:
+    """One document per docstring (whitespace collapsed), as in the reference's dump.txt."""
+    docs: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in modules:
+            module = importlib.import_module(name)
+            for attr in sorted(vars(module)):
+                doc = getattr(getattr(module, attr), "__doc__", None)
+                if isinstance(doc, str) and doc.strip():
+                    docs.append(" ".join(doc.split()))
+    return list(dict.fromkeys(docs))
+
+
+def train_vocab(texts: list[str], path: str, size: int = 2000) -> str:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=size, special_tokens=SPECIALS,
+                                                             show_progress=False))
+    tokens = [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
+    write_lines(path, tokens)
+    return path
+
+
+def write_lines(path, lines, encoding="utf-8") -> str:
+    with open(path, "w", encoding=encoding, newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+    return os.fspath(path)
+
+
+def hf_tokenizer(vocab_path, lowercase=True, strip_accents=None):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab=os.fspath(vocab_path), do_lower_case=lowercase, strip_accents=strip_accents)
+
+
+def balanced_chunks(ids: list[int], capacity: int) -> list[list[int]]:
+    """Reference for the document split: ceil(n / capacity) chunks of sizes differing by at most one."""
+    n = len(ids)
+    k = -(-n // capacity)
+    sizes = [n // k + (1 if j < n % k else 0) for j in range(k)] if k else []
+    out, start = [], 0
+    for size in sizes:
+        out.append(ids[start:start + size])
+        start += size
+    return out
+
+
+def reference_sequences(docs: list[str], vocab_path, max_len: int, min_len: int) -> tuple[list[list[int]], int]:
+    """Sequences the pipeline must produce, computed with Hugging Face's tokenizer; and the dropped count."""
+    hf = hf_tokenizer(vocab_path)
+    cls_id, sep_id = hf.cls_token_id, hf.sep_token_id
+    kept, dropped = [], 0
+    for ids in hf(docs, add_special_tokens=False)["input_ids"]:
+        for chunk in balanced_chunks(ids, max_len - 2):
+            seq = [cls_id, *chunk, sep_id]
+            if len(seq) >= min_len:
+                kept.append(seq)
+            else:
+                dropped += 1
+    return kept, dropped
+
+
+@pytest.fixture(scope="session")
+def vocab_path(tmp_path_factory):
+    return train_vocab(docstring_lines(), str(tmp_path_factory.mktemp("vocab") / "vocab.txt"))
+
+
+@pytest.fixture(scope="session")
+def documents():
+    return docstring_documents()
+
+
+@pytest.fixture
+def data_config(vocab_path):
+    return DataConfig.from_dict({"vocab_file": vocab_path, "max_len": 64, "batch_size": 8,
+                                 "shuffle_buffer": 500, "seed": 7})
+
+
+def test_atomic_write_json_leaves_only_the_target(tmp_path):
+    path = str(tmp_path / "x.json")
+    atomic_write_json(path, {"a": [1, 2]})
+    assert os.listdir(tmp_path) == ["x.json"]
+    with open(path) as f:
+        assert json.load(f) == {"a": [1, 2]}
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="nothere.json"):
+        read_json(str(tmp_path / "nothere.json"), "a test file")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(DataError, match="bad.json"):
+        read_json(str(bad), "a test file")
