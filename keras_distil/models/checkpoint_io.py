@@ -160,6 +160,18 @@ class TensorStore:
         return os.path.join(self.folder, files[0] if len(files) == 1 else SAFETENSORS_INDEX)
 
 
+def read_json_object(path: str) -> dict:
+    """A JSON object from ``path``; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
 def missing_weights_message(folder: str) -> str:
     """Why a folder has no readable weights; pickle checkpoints get an explanation and the way out."""
     present = [f for f in PICKLE_FILES if os.path.exists(os.path.join(folder, f))]

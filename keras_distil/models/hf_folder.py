@@ -20,6 +20,7 @@ from keras_distil.models.checkpoint_io import (
     CheckpointError,
     TensorStore,
     atomic_folder,
+    read_json_object,
     write_safetensors,
 )
 from keras_distil.models.hf_mapping import (
@@ -50,14 +51,7 @@ def read_hf_config(folder: str) -> dict:
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: missing (a Hugging Face checkpoint folder needs its config.json)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return config
+    return read_json_object(path)
 
 
 class _Tensors:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 
-from keras_distil.models.checkpoint_io import CheckpointError
+from keras_distil.models.checkpoint_io import CheckpointError, read_json_object
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -48,17 +48,6 @@ class TokenizerSettings:
                                                   strip_accents=self.strip_accents)
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
-
-
 def _read_vocab_txt(path: str) -> tuple[str, ...]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -71,7 +60,7 @@ def _read_vocab_txt(path: str) -> tuple[str, ...]:
 
 
 def _from_tokenizer_json(path: str) -> tuple[tuple[str, ...], bool | None, bool | None]:
-    data = _read_json(path)
+    data = read_json_object(path)
     model = data.get("model") or {}
     if model.get("type") != "WordPiece":
         raise CheckpointError(f"{path}: model type {model.get('type')!r} is not WordPiece")
@@ -94,7 +83,7 @@ def read_tokenizer_settings(folder: str) -> TokenizerSettings | None:
     vocab = _read_vocab_txt(vocab_path) if os.path.isfile(vocab_path) else None
     lowercase = strip = None
     if os.path.isfile(config_path):
-        tok_config = _read_json(config_path)
+        tok_config = read_json_object(config_path)
         lowercase, strip = tok_config.get("do_lower_case"), tok_config.get("strip_accents")
     if os.path.isfile(json_path):
         json_vocab, json_lower, json_strip = _from_tokenizer_json(json_path)
