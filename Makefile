@@ -1,38 +1,48 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Both create .venv when it is missing and install the package with its pinned dependencies.
+# Both create .venv when it is missing and install the package with its pinned dependencies
+# (the tests also install the test extras: pytest, ruff, transformers and the CPU torch==2.13.0
+# wheel that produces reference outputs; the toolkit itself never imports torch).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+BASE   := $(VENV)/.installed-base
+TESTS  := $(VENV)/.installed-test
 # Quiet TF's C++ start-up chatter (cuInit on a machine without a GPU, oneDNN notices).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv test test-fast demo bench lint clean
 
-venv: $(STAMP)
-
-$(STAMP): setup.py pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
-	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip check
-	touch $(STAMP)
 
-test: $(STAMP)
+$(BASE): setup.py pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip check
+	touch $@
+
+$(TESTS): $(BASE)
+	$(PY) -m pip install --quiet -e '.[test,torch-reference]'
+	$(PY) -m pip check
+	touch $@
+
+venv: $(TESTS)
+
+test: $(TESTS)
 	$(PY) -m pytest -q --durations=15
 
-test-fast: $(STAMP)
+test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'
 
-demo: $(STAMP)
-	$(VENV)/bin/keras-distil quickstart
+demo: $(BASE)
+	$(PY) recipes/synthetic_demo.py
 
-bench: $(STAMP)
+bench: $(BASE)
 	$(PY) benchmarks/train_step.py
 
-lint: $(STAMP)
-	$(PY) -m ruff check keras_distil tests benchmarks
+lint: $(TESTS)
+	$(PY) -m ruff check keras_distil tests benchmarks recipes
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
