@@ -7,19 +7,31 @@ Distillers and students.
 from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig
 from keras_distil.distiller import Distiller
 from keras_distil.models.bert import BertMLM, build_mlm_model
+from keras_distil.models.checkpoints import (
+    CheckpointError,
+    LoadedCheckpoint,
+    load_teacher,
+    read_tokenizer_settings,
+    save_student,
+)
 from keras_distil.models.student import default_student_layers, student_from_teacher
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BertMLM",
+    "CheckpointError",
     "ConfigError",
     "DataConfig",
     "DistillConfig",
     "Distiller",
+    "LoadedCheckpoint",
     "ModelConfig",
     "TrainConfig",
     "build_mlm_model",
     "default_student_layers",
+    "load_teacher",
+    "read_tokenizer_settings",
+    "save_student",
     "student_from_teacher",
 ]
