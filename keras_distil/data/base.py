@@ -47,6 +47,11 @@ class DataStats:
         return counts
 
 
+def is_blank(text: tf.Tensor) -> tf.Tensor:
+    """True for strings that are empty or only ASCII whitespace (no document)."""
+    return tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
     tmp = temporary_name(path)

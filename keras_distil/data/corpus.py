@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from keras_distil.data.base import DataError, DataStats, read_json
+from keras_distil.data.base import DataError, DataStats, is_blank, read_json
 
 MANIFEST_NAME = "manifest.json"
 COUNTS_NAME = "token_counts.json"
@@ -146,7 +146,9 @@ def decode_utf8(text: tf.Tensor, policy: str, stats: DataStats | None = None) ->
 
 
 def _lines(path: tf.Tensor) -> tf.data.Dataset:
-    return tf.data.TextLineDataset(path).filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+    # Blank lines are not filtered here: a per-line filter inside the interleave is ~20x slower than
+    # reading; they yield no sequence and are not counted as documents downstream (batched).
+    return tf.data.TextLineDataset(path)
 
 
 def _paragraphs(path: tf.Tensor) -> tf.data.Dataset:
@@ -154,7 +156,7 @@ def _paragraphs(path: tf.Tensor) -> tf.data.Dataset:
     lines = tf.data.TextLineDataset(path).concatenate(tf.data.Dataset.from_tensors(tf.constant("")))
 
     def step(paragraph, line):
-        blank = tf.equal(tf.strings.length(tf.strings.strip(line)), 0)
+        blank = is_blank(line)
         joined = tf.where(tf.equal(tf.strings.length(paragraph), 0), line,
                           tf.strings.join([paragraph, line], separator=" "))
         new_state = tf.where(blank, tf.constant(""), joined)
@@ -189,7 +191,10 @@ def _element_shard(ds: tf.data.Dataset, input_context) -> tf.data.Dataset:
 
 def text_documents(source: TextFiles, document_separator: str = "line", invalid_utf8: str = "replace",
                    input_context=None, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Raw documents (tf.string, maybe invalid UTF-8: see :func:`decode_utf8`) of text files."""
+    """Raw documents (tf.string, maybe invalid UTF-8: see :func:`decode_utf8`) of text files.
+
+    In line mode blank lines pass through (they give no sequence and are not counted as documents).
+    """
     files = resolve_files(source.patterns)
     if invalid_utf8 == "error":
         check_utf8(files)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 
-from keras_distil.data.base import DataError, DataStats
+from keras_distil.data.base import DataError, DataStats, is_blank
 from keras_distil.data.corpus import (
     COUNTS_NAME,
     ShardSource,
@@ -97,13 +97,16 @@ def ensure_nonempty(sources, data_config, tokenizer) -> None:
     Reads only up to the first usable sequence, so a good corpus costs one small read.
     """
     sources = as_sources(sources)
-    if next(iter(sequence_dataset(sources, data_config, tokenizer).take(1)), None) is not None:
+    # Bad bytes are the business of the real pipeline (whose "error" policy checks every file up front).
+    probe_config = data_config.replace(invalid_utf8="replace")
+    if next(iter(sequence_dataset(sources, probe_config, tokenizer).take(1)), None) is not None:
         return
     names = "; ".join(describe(s) for s in sources)
     text_sources = [s for s in sources if not isinstance(s, ShardSource)]
     has_text = any(
         next(iter((tfds_documents(s) if isinstance(s, TfdsSource) else
-                   text_documents(s, data_config.document_separator, "replace")).take(1)), None) is not None
+                   text_documents(s, data_config.document_separator, "replace"))
+                  .filter(lambda text: ~is_blank(text)).take(1)), None) is not None
         for s in text_sources)
     if has_text:
         raise DataError(f"every document is shorter than data.min_len={data_config.min_len} tokens "

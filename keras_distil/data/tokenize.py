@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_distil.data.base import DataError, DataStats
+from keras_distil.data.base import DataError, DataStats, is_blank
 
 logger = logging.getLogger("keras_distil.data")
 
@@ -210,7 +210,7 @@ def tokenize_to_sequences(text: tf.Tensor, tokenizer: WordPieceTokenizer, max_le
     keep = sequences.row_lengths() >= min_len
     kept = tf.ragged.boolean_mask(sequences, keep)
     if stats is not None:
-        stats.add("documents", tf.size(text))
+        stats.add("documents", tf.reduce_sum(tf.cast(~is_blank(text), tf.int64)))
         stats.add("sequences", kept.nrows())
         stats.add("dropped_short", tf.reduce_sum(tf.cast(~keep, tf.int64)))
         stats.add("tokens", tf.size(kept.flat_values))
