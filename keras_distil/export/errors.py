@@ -1,0 +1,64 @@
+"""The one error type of the export package, and the staging of an export folder.
+
+Every export is written to a temporary sibling of its destination, verified there, and renamed into
+place only when the check passed: a reader (TF Serving polls its model folder) never sees a
+half-written version, and a failed check leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+
+class ExportError(RuntimeError):
+    """An export cannot be written or did not reproduce the model; the message names the path."""
+
+
+def check_destination(folder: str, overwrite: bool) -> str:
+    """Refuse early (before minutes of conversion) a destination that exists or cannot be written."""
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder):
+        if not os.path.isdir(folder):
+            raise ExportError(f"{folder}: exists and is not a folder")
+        if os.listdir(folder) and not overwrite:
+            raise ExportError(f"{folder}: this version already exists; pass --overwrite to replace it, "
+                              "or choose another --version")
+    parent = os.path.dirname(folder)
+    ancestor = parent
+    while not os.path.exists(ancestor):  # the first existing ancestor must let us create the rest
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ExportError(f"{folder}: cannot be created: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ExportError(f"{folder}: cannot be written: no write permission on {ancestor}")
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str, overwrite: bool = False) -> Iterator[str]:
+    """Yield an empty temporary sibling of ``folder``; on normal exit it replaces ``folder``.
+
+    On any exception the temporary folder is removed and ``folder`` keeps its old contents (if any).
+    """
+    folder = check_destination(folder, overwrite)
+    parent = os.path.dirname(folder)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
+    except OSError as e:
+        raise ExportError(f"{folder}: cannot be written ({e.strerror or e})") from None
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(folder):
+            old = f"{tmp}.old"
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

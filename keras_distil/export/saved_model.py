@@ -1,0 +1,88 @@
+"""SavedModels written with ``keras.export.ExportArchive``: token-id and raw-text signatures.
+
+Why ExportArchive: it tracks the Keras 3 variables explicitly, so the SavedModel runs in
+``saved_model_cli``, TF Serving and the TFLite converter. ``tf.saved_model.save`` on a ``tf.Module`` that
+merely holds a Keras 3 model reloads in Python but fails in ``saved_model_cli`` and converts to a
+TFLite file that outputs NaN (STACK-NOTES, Export).
+
+Signatures (all int32 ids, batch and length dynamic):
+
+* ``serving_default``: ``token_ids`` [B, L], ``padding_mask`` [B, L] (1 real, 0 pad) ->
+  ``pooled`` [B, H], ``hidden`` [B, L, H] (token embeddings) and, with ``with_logits``, ``logits`` [B, L, V].
+* ``serve_text`` (with a tokenizer): ``text`` [B] UTF-8 strings -> the same outputs plus the
+  ``token_ids`` and ``padding_mask`` it computed ([CLS] ... [SEP], padded to the longest row, at most
+  ``max_len``). It needs tensorflow-text's ops: ``import tensorflow_text`` before loading in Python.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_distil.export.errors import ExportError
+
+IDS_SIGNATURE = "serving_default"
+TEXT_SIGNATURE = "serve_text"
+
+
+def ids_spec():
+    return [tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask")]
+
+
+def text_spec():
+    return [tf.TensorSpec([None], tf.string, name="text")]
+
+
+def ids_function(model, with_logits: bool):
+    """``(token_ids, padding_mask) -> {pooled, hidden[, logits]}`` for ``model`` (a BertMLM)."""
+    if with_logits and model.mlm_head is None:
+        raise ExportError("the model has no MLM head, so there are no logits to export (drop --logits)")
+
+    def serve_ids(token_ids, padding_mask):
+        out = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False,
+                    return_logits=with_logits)
+        result = {"pooled": out["pooled"], "hidden": out["hidden"]}
+        if with_logits:
+            result["logits"] = out["logits"]
+        return result
+
+    return serve_ids
+
+
+def text_function(serve_ids, tokenize, packer):
+    """``text -> {token_ids, padding_mask, pooled, hidden[, logits]}``: tokenize, pack, run ``serve_ids``."""
+
+    def serve_text(text):
+        token_ids, padding_mask = packer(tokenize(text))
+        return {"token_ids": token_ids, "padding_mask": padding_mask, **serve_ids(token_ids, padding_mask)}
+
+    return serve_text
+
+
+def write_archive(folder: str, model, with_logits: bool, tokenizer=None, packer=None) -> None:
+    """Write a SavedModel of ``model`` to ``folder``: ``serving_default`` and, with a tokenizer, ``serve_text``.
+
+    ``tokenizer``: a ``tf.Module`` with ``tokenize(text) -> ragged ids`` (tracked so its tables are saved);
+    ``packer``: ragged ids -> (token_ids, padding_mask) (see :mod:`keras_distil.export.text`).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    serve_ids = ids_function(model, with_logits)
+    archive.add_endpoint(IDS_SIGNATURE, serve_ids, ids_spec())
+    if tokenizer is not None:
+        archive.track(tokenizer)
+        archive.add_endpoint(TEXT_SIGNATURE, text_function(serve_ids, tokenizer.tokenize, packer), text_spec())
+    archive.write_out(folder, verbose=False)
+
+
+def load(folder: str):
+    """Reload a SavedModel written here (tensorflow_text imported first, for ``serve_text``)."""
+    import tensorflow_text  # noqa: F401 - registers the tokenizer ops the text signature uses
+
+    return tf.saved_model.load(folder)
+
+
+def run_signature(loaded, name: str, **inputs) -> dict:
+    fn = loaded.signatures[name]
+    return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
