@@ -15,24 +15,24 @@ SPECIAL = (PAD, UNK, CLS, SEP, MASK)
 SPEC = MaskingSpec(mask_id=MASK, max_predictions=20)
 
 
-def make_batch(rng, batch, max_len, content):
-    """[CLS] content [SEP] then padding; ``content(rng, n)`` draws n ids; lengths uniform in 12..max_len."""
+def make_batch(rng, batch, max_len, content, min_len=12):
+    """[CLS] content [SEP] then padding; ``content(rng, n)`` draws n ids; lengths uniform in min_len..max_len."""
     ids = np.zeros((batch, max_len), np.int32)
-    lengths = rng.integers(12, max_len + 1, batch)
+    lengths = rng.integers(min_len, max_len + 1, batch)
     for b, n in enumerate(lengths):
         ids[b, 0], ids[b, n - 1] = CLS, SEP
         ids[b, 1:n - 1] = content(rng, n - 2)
     return ids, (np.arange(max_len)[None] < lengths[:, None]).astype(np.int32)
 
 
-def run_masking(content, probabilities, n_batches=20, batch=512, max_len=64, seed=0):
+def run_masking(content, probabilities, n_batches=20, batch=512, max_len=64, seed=0, min_len=12):
     """Mask ``n_batches * batch`` sequences; return the inputs and outputs stacked as numpy."""
     rng = np.random.default_rng(seed)
     table = tf.constant(probabilities)
     fn = tf.function(lambda ids, pad, s: mask_tokens(ids, pad, table, s, SPEC))
     inputs, outputs = [], []
     for i in range(n_batches):
-        ids, padding = make_batch(rng, batch, max_len, content)
+        ids, padding = make_batch(rng, batch, max_len, content, min_len)
         out = fn(ids, padding, tf.constant([seed, i], tf.int64))
         inputs.append((ids, padding))
         outputs.append({k: v.numpy() for k, v in out.items()})
@@ -116,12 +116,13 @@ def test_selection_rate_ratio_follows_the_smoothing_formula():
     probabilities = sampling_probabilities(V, SPECIAL, counts, smoothing=0.7)
 
     def content(rng, n):
-        ids = rng.integers(100, V, n)
-        ids[rng.random(n) < 0.5] = frequent
-        ids[rng.random(n) < 0.06] = rare
-        return ids
+        # The same mix in every sequence (31 frequent, 4 rare, 27 fillers, shuffled): the per-sequence
+        # scale of the inclusion probabilities is then the same everywhere, so the batch-wide rate ratio
+        # is the per-sequence one (with a varying mix, token-rich sequences would weigh in differently).
+        ids = np.concatenate([np.full(31, frequent), np.full(4, rare), rng.integers(100, V, n - 35)])
+        return rng.permutation(ids)
 
-    ids, _, out = run_masking(content, probabilities, seed=1)
+    ids, _, out = run_masking(content, probabilities, seed=1, min_len=64)
     used = out["mask_weights"] > 0
     selected = out["mask_ids"][used]
     rate = {t: np.sum(selected == t) / np.sum(ids == t) for t in (frequent, rare)}
