@@ -131,3 +131,21 @@ def test_special_ids_follow_the_vocab(vocab_path):
     vocab = load_vocab(vocab_path)
     assert tokenizer.special_ids.all() == tuple(vocab.index(t) for t in SPECIALS)
     assert tokenizer.vocab_size == len(vocab)
+
+
+def test_encode_for_inference_matches_hugging_face_and_survives_a_saved_model(tmp_path, vocab_path):
+    texts = docstring_lines()[:300] + ["", "short", "x " * 200]
+    expected = hf_tokenizer(vocab_path)(texts, truncation=True, max_length=24, padding="max_length",
+                                        return_tensors="np")
+    tokenizer = WordPieceTokenizer.from_vocab_file(vocab_path)
+    got = tokenizer.encode(tf.constant(texts), 24)
+    np.testing.assert_array_equal(got["token_ids"].numpy(), expected["input_ids"])
+    np.testing.assert_array_equal(got["padding_mask"].numpy(), expected["attention_mask"])
+
+    module = tf.Module()
+    module.tokenizer = tokenizer
+    module.encode = tf.function(lambda text: tokenizer.encode(text, 24)["token_ids"],
+                                input_signature=[tf.TensorSpec([None], tf.string)])
+    tf.saved_model.save(module, str(tmp_path / "sm"))
+    reloaded = tf.saved_model.load(str(tmp_path / "sm"))
+    np.testing.assert_array_equal(reloaded.encode(tf.constant(texts)).numpy(), expected["input_ids"])

@@ -28,6 +28,7 @@ from keras_distil.data.pipeline import (
     documents_to_sequences,
     ensure_nonempty,
     mask_batches,
+    resolve_token_counts,
     sequence_dataset,
 )
 from keras_distil.data.prepare import main_prepare, prepare_corpus, register_cli
@@ -46,7 +47,7 @@ __all__ = [
     "WordPieceTokenizer", "bucket_and_batch", "bucket_lengths", "build_training_dataset", "check_utf8",
     "decode_utf8", "documents_to_sequences", "ensure_nonempty", "load_token_counts", "load_vocab",
     "main_prepare", "mask_batches", "mask_tokens", "parse_source", "prepare_corpus", "read_manifest",
-    "read_tokenizer_config", "register_cli", "resolve_files", "sampling_probabilities", "select_positions",
+    "read_tokenizer_config", "register_cli", "resolve_files", "resolve_token_counts", "sampling_probabilities", "select_positions",
     "sequence_dataset", "shard_sequences", "split_into_sequences", "text_documents", "tfds_documents",
     "tokenize_to_sequences", "vocab_hash",
 ]

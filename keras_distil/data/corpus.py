@@ -210,9 +210,11 @@ def describe(source: Source) -> str:
     """A short human name for error messages (the files, the TFDS name or the shard folder)."""
     if isinstance(source, TextFiles):
         try:
-            return ", ".join(resolve_files(source.patterns))
+            files = resolve_files(source.patterns)
         except DataError:
-            return ", ".join(source.patterns)
+            files = list(source.patterns)
+        shown = ", ".join(files[:5])
+        return shown if len(files) <= 5 else f"{shown} and {len(files) - 5} more files"
     if isinstance(source, TfdsSource):
         return f"tfds:{source.name}:{source.split}:{source.text_key} (data_dir={source.data_dir})"
     return source.directory

@@ -181,6 +181,20 @@ class WordPieceTokenizer(tf.Module):
     def __call__(self, text):
         return self.tokenize(text)
 
+    def encode(self, text: tf.Tensor, max_len: int) -> dict[str, tf.Tensor]:
+        """Strings [N] -> the model's inputs for inference: ``[CLS] tokens [SEP]`` cut to ``max_len``
+        (truncation is right for serving, unlike training data), padded to ``max_len``.
+
+        Returns ``token_ids``, ``padding_mask`` and ``segment_ids``, int32 [N, max_len]; the same ids as
+        Hugging Face's ``tokenizer(text, truncation=True, max_length=max_len, padding="max_length")``.
+        """
+        ids = self.tokenize(text)[:, : max_len - 2]
+        edge = tf.ones([ids.nrows(), 1], tf.int32)
+        ids = tf.concat([edge * self.special_ids.cls, ids, edge * self.special_ids.sep], axis=1)
+        token_ids = ids.to_tensor(default_value=self.special_ids.pad, shape=[None, max_len])
+        padding_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=[None, max_len])
+        return {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": tf.zeros_like(token_ids)}
+
 
 def split_into_sequences(token_ids: tf.RaggedTensor, max_len: int, cls_id: int, sep_id: int) -> tf.RaggedTensor:
     """Documents [N, (n)] -> sequences [M, (<= max_len)], each ``[CLS] chunk [SEP]``.
