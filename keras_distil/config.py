@@ -288,3 +288,73 @@ def dump_json(data: dict, path: str | os.PathLike) -> None:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+@dataclasses.dataclass
+class RecipeConfig(Section):
+    """A whole run: the paths and every section. ``keras-distil distill|pretrain --recipe FILE.json``.
+
+    ``model`` is the shape trained from scratch by ``pretrain`` (distill takes the teacher's shape).
+    """
+
+    _name = "recipe"
+    teacher: str | None = None  # teacher checkpoint: Hugging Face folder, KerasHub preset or .keras (distill)
+    train_data: list[str] | None = None  # corpus sources: text files / globs, prepared shard folders, tfds:NAME
+    out: str | None = None  # run folder: config.json, checkpoints/, logs/, student/
+    tpu: str | None = None  # for train.strategy tpu|auto: local, a TPU name, or grpc://HOST:PORT
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, prefix: str | None = None):
+        """Sections are named by their own names in errors (``train.steps``, not ``recipe.train.steps``)."""
+        data = dict(data or {})
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for name, section in ((n, t) for n, t in typing.get_type_hints(cls).items() if n in sections):
+            if isinstance(section, type) and issubclass(section, Section) and name in data:
+                value = data.pop(name)
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{name}: expected an object of {section.__name__} keys, got {value!r}")
+                kwargs[name] = section.from_dict(value, name)
+        flat = Section.from_dict.__func__(cls, data, prefix or "recipe")
+        return dataclasses.replace(flat, **kwargs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.steps=100"`` -> ``(["train", "steps"], 100)``. The value is JSON when it parses as JSON
+    (numbers, true/false, null, lists), else a plain string (paths)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.steps=1000")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A copy of the recipe dict ``data`` with ``--set section.key=value`` items applied."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RecipeConfig:
+    """The recipe at ``path`` (None: all defaults) with ``overrides`` applied, validated."""
+    data = load_json(path) if path is not None else {}
+    return RecipeConfig.from_dict(apply_overrides(data, list(overrides or [])))

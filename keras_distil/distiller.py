@@ -13,6 +13,14 @@ Distribution: each term is a weighted mean over tokens. Under a strategy every r
 optimizer sums over replicas are exactly those of the whole batch on one device, however unevenly
 padding and masks fall across replicas. With equal weights per replica this is the usual
 ``loss / num_replicas_in_sync``.
+
+Gradient accumulation uses the same rule one level up: a training loop that sums the gradients of
+several micro-batches passes the weight totals of all of them (:meth:`Distiller.weight_sums`, summed
+over micro-batches and replicas) to :meth:`Distiller.compute_gradients`, so the summed gradient is the
+one of the whole effective batch, not a mean of micro-batch means (see keras_distil/training/step.py).
+
+:class:`Pretrainer` is the same model and step with the masked-LM term alone and no teacher
+(``keras-distil pretrain``: a teacher, or a same-size baseline student, trained from scratch).
 """
 
 from __future__ import annotations
@@ -43,11 +51,17 @@ def _num_replicas() -> int:
     return 1 if ctx is None else ctx.num_replicas_in_sync
 
 
-def _globally_weighted_mean(values, weights):
-    """This replica's share of the global weighted mean: ``sum_local(w*v) / sum_global(w)``."""
+def _globally_weighted_mean(values, weights, total=None):
+    """This replica's share of the global weighted mean: ``sum_local(w*v) / sum_global(w)``.
+
+    ``total``: the global weight when the caller already knows it (accumulation over micro-batches);
+    None: the all-reduce of this batch's local weights.
+    """
     weights = tf.cast(weights, tf.float32)
     local = tf.reduce_sum(tf.cast(values, tf.float32) * weights)
-    return tf.math.divide_no_nan(local, _global_sum(tf.reduce_sum(weights)))
+    if total is None:
+        total = _global_sum(tf.reduce_sum(weights))
+    return tf.math.divide_no_nan(local, total)
 
 
 @keras.saving.register_keras_serializable(package="keras_distil")
@@ -69,7 +83,8 @@ class Distiller(keras.Model):
         self.teacher = teacher
         self.student = student
         self.config = config
-        self.teacher.trainable = False
+        if teacher is not None:  # None: a Pretrainer (masked LM alone)
+            self.teacher.trainable = False
         self._check_compatible()
         self.active_terms = tuple(t for t in TERMS if getattr(config, f"alpha_{t}") > 0)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.active_terms}
@@ -141,31 +156,45 @@ class Distiller(keras.Model):
         return inputs
 
     def teacher_outputs(self, inputs):
+        if self.teacher is None:
+            return {}
         out = self.teacher(inputs, training=False, return_logits=self.config.needs_teacher_logits)
         return tf.nest.map_structure(tf.stop_gradient, out)
 
-    def compute_terms(self, batch, student_out, teacher_out) -> dict:
-        """Each active term as this replica's share of its global weighted mean (float32 scalars)."""
+    @staticmethod
+    def weight_sums(batch) -> dict:
+        """This replica's weight sums that the terms are normalised by: ``tokens`` (real tokens) and
+        ``masked`` (prediction slots in use), float32 scalars."""
+        return {"tokens": tf.reduce_sum(tf.cast(batch["padding_mask"], tf.float32)),
+                "masked": tf.reduce_sum(tf.cast(batch["mask_weights"], tf.float32))}
+
+    def compute_terms(self, batch, student_out, teacher_out, totals: dict | None = None) -> dict:
+        """Each active term as this replica's share of its global weighted mean (float32 scalars).
+
+        ``totals``: global weight sums (as :meth:`weight_sums`, summed over replicas and micro-batches)
+        to normalise by; None: this batch's, all-reduced over replicas.
+        """
         cfg = self.config
+        totals = totals or {}
         padding = tf.cast(batch["padding_mask"], tf.float32)
         mask_weights = tf.cast(batch["mask_weights"], tf.float32)
-        soft_weights = padding if self._logits_everywhere else mask_weights
+        soft_weights, soft_key = (padding, "tokens") if self._logits_everywhere else (mask_weights, "masked")
         terms = {}
         if cfg.alpha_ce > 0:
             kl = losses.soft_target_kl_per_token(student_out["logits"], teacher_out["logits"], cfg.temperature)
-            terms["ce"] = _globally_weighted_mean(kl, soft_weights)
+            terms["ce"] = _globally_weighted_mean(kl, soft_weights, totals.get(soft_key))
         if cfg.alpha_mlm > 0:
             logits = student_out["logits"]
             if self._logits_everywhere:
                 logits = tf.gather(logits, tf.cast(batch["mask_positions"], tf.int32), batch_dims=1)
             ce = losses.mlm_cross_entropy_per_token(batch["mask_ids"], logits)
-            terms["mlm"] = _globally_weighted_mean(ce, mask_weights)
+            terms["mlm"] = _globally_weighted_mean(ce, mask_weights, totals.get("masked"))
         if cfg.alpha_cos > 0:
             dist = losses.cosine_distance_per_token(student_out["hidden"], teacher_out["hidden"])
-            terms["cos"] = _globally_weighted_mean(dist, padding)
+            terms["cos"] = _globally_weighted_mean(dist, padding, totals.get("tokens"))
         if cfg.alpha_mse > 0:
             mse = losses.mse_per_token(student_out["logits"], teacher_out["logits"])
-            terms["mse"] = _globally_weighted_mean(mse, soft_weights)
+            terms["mse"] = _globally_weighted_mean(mse, soft_weights, totals.get(soft_key))
         return terms
 
     def total_loss(self, terms: dict):
@@ -179,18 +208,24 @@ class Distiller(keras.Model):
         for name, value in terms.items():
             self._trackers[name].update_state(value * scale)
 
-    def train_step(self, data):
-        batch = data[0] if isinstance(data, tuple) else data
+    def compute_gradients(self, batch, totals: dict | None = None):
+        """``(grads, total, terms)`` of this replica's share of the loss on ``batch``; the gradients are of
+        the loss scaled by the optimizer (``mixed_float16``), for ``student.trainable_variables``.
+        ``totals``: see :meth:`compute_terms`."""
         inputs = self._model_inputs(batch)
         teacher_out = self.teacher_outputs(inputs)
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             student_out = self.student(inputs, training=True)
-            terms = self.compute_terms(batch, student_out, teacher_out)
+            terms = self.compute_terms(batch, student_out, teacher_out, totals)
             total = self.total_loss(terms)
             scaled = self.optimizer.scale_loss(total)  # loss scaling under mixed_float16, else identity
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
+        return tape.gradient(scaled, variables), total, terms
+
+    def train_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        grads, total, terms = self.compute_gradients(batch)
+        self.optimizer.apply(grads, self.student.trainable_variables)
         self._update_trackers(total, terms)
         return {m.name: m.result() for m in self.metrics}
 
@@ -202,3 +237,33 @@ class Distiller(keras.Model):
         terms = self.compute_terms(batch, student_out, teacher_out)
         self._update_trackers(self.total_loss(terms), terms)
         return {m.name: m.result() for m in self.metrics}
+
+
+@keras.saving.register_keras_serializable(package="keras_distil")
+class Pretrainer(Distiller):
+    """Masked-LM training of one model from scratch (a teacher, or a same-size baseline student).
+
+    The Distiller with no teacher and the MLM term alone (weight 1): same batches, same normalisation
+    over replicas and micro-batches, same step, same runtime. ``pretrainer.student`` is the model.
+    """
+
+    def __init__(self, model, **kwargs):
+        kwargs.pop("config", None)
+        kwargs.pop("teacher", None)
+        config = DistillConfig(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, alpha_mse=0.0)
+        super().__init__(None, model, config, **kwargs)
+
+    @property
+    def model(self):
+        return self.student
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("teacher", "config"):
+            config.pop(key)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("student")), **config)

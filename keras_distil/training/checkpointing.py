@@ -1,0 +1,56 @@
+"""Checkpoints every N steps and exact resume.
+
+A checkpoint holds the student (weights and dropout seed states), the optimizer (slots, iteration
+count, loss scale), the step counter and, when it can be saved, the input iterator (shuffle buffer,
+batch index that seeds the masks): a resumed run sees the batches and masks it would have seen.
+``tf.train.CheckpointManager`` writes the data files under temporary names and then rewrites its
+``checkpoint`` index file atomically, so a run killed while saving leaves the previous checkpoint as
+the latest; it keeps the last ``keep`` checkpoints.
+
+Under MultiWorkerMirroredStrategy every worker must take part in saving (variables are read with
+collectives): the chief writes the run's folder, the others a scratch folder they delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import tensorflow as tf
+
+logger = logging.getLogger("keras_distil.training")
+
+
+class Checkpoints:
+    """The run's checkpoint folder: ``restore()`` the latest at start, ``save(step)`` as training goes."""
+
+    def __init__(self, directory: str, keep: int, *, student, optimizer, step: tf.Variable, iterator=None,
+                 is_chief: bool = True, task_index: int = 0):
+        objects = {"student": student, "optimizer": optimizer, "step": step}
+        if iterator is not None:
+            objects["data"] = iterator
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.directory = directory
+        self.is_chief = is_chief
+        write_dir = directory if is_chief else os.path.join(directory, "..", f".scratch-worker-{task_index}")
+        self.write_dir = os.path.normpath(write_dir)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir, max_to_keep=keep)
+
+    @property
+    def latest(self) -> str | None:
+        return tf.train.latest_checkpoint(self.directory)
+
+    def restore(self) -> str | None:
+        """Restore the latest checkpoint of the run folder, if any; returns its path."""
+        path = self.latest
+        if path is not None:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+            logger.info("resumed from %s (step %d)", path, int(self.checkpoint.step))
+        return path
+
+    def save(self, step: int) -> str:
+        path = self.manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return path

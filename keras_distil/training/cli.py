@@ -1,0 +1,95 @@
+"""``keras-distil distill`` and ``keras-distil pretrain``: argparse front-ends of training/run.py.
+
+Precedence: the recipe file, then the named flags (``--teacher``, ``--train-data``, ...), then each
+``--set section.key=value`` in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from keras_distil.training.strategy import STRATEGIES
+
+EPILOG = """\
+Recipe keys: teacher, train_data, out, tpu, and the sections model, distill, data, train (see
+keras_distil/config.py for every knob, its default and its unit). Running the same command again
+resumes from the run folder's latest checkpoint. Multi-worker: start the same command on every worker
+with TF_CONFIG set (docs/distributed.md); TPU: --strategy tpu --tpu local|NAME|grpc://HOST:8470.
+"""
+
+
+def _add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--recipe", metavar="FILE.json", help="recipe JSON file (default: built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one knob, e.g. --set train.steps=1000 --set data.batch_size=64 "
+                             "(VALUE is JSON, else a string); repeatable, applied last")
+    parser.add_argument("--train-data", action="append", metavar="PATH",
+                        help="corpus: text file or glob (one document per line), a folder written by "
+                             "`keras-distil prepare`, or tfds:NAME[:SPLIT[:TEXT_KEY]]; repeatable (recipe: train_data)")
+    parser.add_argument("--out", metavar="DIR", help="run folder: config.json, checkpoints/, logs/, student/ (recipe: out)")
+    parser.add_argument("--vocab", metavar="VOCAB.txt", help="WordPiece vocabulary (recipe: data.vocab_file)")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="distribution: auto picks from TF_CONFIG, a TPU name and the GPUs present (recipe: train.strategy)")
+    parser.add_argument("--tpu", metavar="ADDRESS", help="TPU to use: local, a TPU name, or grpc://HOST:PORT (recipe: tpu)")
+    parser.add_argument("--steps", type=int, metavar="N", help="optimizer steps in all (recipe: train.steps)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (logs and TensorBoard only)")
+    return parser
+
+
+def _flag_overrides(args) -> list[str]:
+    pairs = {"teacher": getattr(args, "teacher", None), "train_data": args.train_data, "out": args.out,
+             "data.vocab_file": args.vocab, "train.strategy": args.strategy, "tpu": args.tpu,
+             "train.steps": args.steps}
+    return [f"{key}={json.dumps(value)}" for key, value in pairs.items() if value is not None]
+
+
+def recipe_from_args(args):
+    from keras_distil.config import load_recipe
+
+    return load_recipe(args.recipe, _flag_overrides(args) + list(args.overrides))
+
+
+def _report(result: dict) -> None:
+    terms = " ".join(f"{k}={result[k]:.4f}" for k in ("loss", "ce", "mlm", "cos", "mse") if k in result)
+    print(f"{result['run']}: {result['step']} steps on {result['replicas']} replica(s) ({result['strategy']}); {terms}")
+    if "student" in result:
+        print(f"student: {result['student']['keras']} and {result['student']['keras_hub']}")
+
+
+def run_distill(args) -> int:
+    from keras_distil.training.run import distill
+
+    _report(distill(recipe_from_args(args), console=not args.quiet))
+    return 0
+
+
+def run_pretrain(args) -> int:
+    from keras_distil.training.run import pretrain
+
+    _report(pretrain(recipe_from_args(args), console=not args.quiet))
+    return 0
+
+
+def add_distill_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "distill", help="distil a teacher into a half-depth student (DistilBERT)",
+        description="Distil a BERT teacher into a student of its width and half its depth, initialised from "
+                    "the teacher's layers, with soft-target, masked-LM and cosine losses.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", metavar="PATH",
+                        help="teacher: Hugging Face folder, KerasHub preset or .keras file (recipe: teacher)")
+    _add_common(parser)
+    parser.set_defaults(func=run_distill)
+    return parser
+
+
+def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "pretrain", help="train a BERT from scratch with the masked-LM loss (a teacher, or a baseline student)",
+        description="Masked-LM training from scratch of a BERT shaped by the recipe's model section, through "
+                    "the same runtime as distill. A baseline student: --set model.num_layers=6.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(parser)
+    parser.set_defaults(func=run_pretrain)
+    return parser

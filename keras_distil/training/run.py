@@ -1,0 +1,220 @@
+"""A whole run from a recipe: ``distill`` (teacher -> student) and ``pretrain`` (masked LM from scratch).
+
+The run folder (``recipe.out``)::
+
+    config.json      the resolved recipe (every knob, defaults included); a restart must match it
+    checkpoints/     tf.train.CheckpointManager: the last train.keep_checkpoints, every checkpoint_every steps
+    logs/            TensorBoard: loss terms, learning rate, gradient norm, tokens/s, hyperparameters
+    student/         student.keras (the trained model) and keras_hub/ (a KerasHub preset with its tokenizer)
+
+Running the same command again resumes from the latest checkpoint; a finished run only rewrites
+``student/``. Under MultiWorkerMirroredStrategy every worker runs the same command; the chief writes
+the folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import keras
+
+from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
+from keras_distil.training.loop import Trainer
+from keras_distil.training.optim import build_optimizer, decide_jit, set_precision
+from keras_distil.training.strategy import make_strategy, on_cpu, strategy_kind, worker_info
+
+logger = logging.getLogger("keras_distil.training")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    root: str
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.root, "config.json")
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.root, "checkpoints")
+
+    @property
+    def logs(self) -> str:
+        return os.path.join(self.root, "logs")
+
+    @property
+    def student(self) -> str:
+        return os.path.join(self.root, "student")
+
+
+def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFolder:
+    """Create the run folder and write config.json; refuse a folder holding a different run."""
+    if not recipe.out:
+        raise ConfigError("out: no run folder given; pass --out DIR or set \"out\" in the recipe")
+    folder = RunFolder(os.path.abspath(recipe.out))
+    resolved = {"command": command, **recipe.to_dict()}
+    if os.path.exists(folder.config):
+        previous = load_json(folder.config)
+        changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+        if changed:
+            raise ConfigError(f"{folder.config}: this folder holds a run with a different {', '.join(changed)}; "
+                              "resume with the same recipe and flags, or choose another --out")
+    if is_chief:
+        for path in (folder.root, folder.checkpoints, folder.logs):
+            os.makedirs(path, exist_ok=True)
+        dump_json(resolved, folder.config)
+    return folder
+
+
+def count_sequences(sources, data_config, tokenizer) -> int:
+    """Sequences in one pass over the corpus: prepared folders' manifests, else one tokenizing pass."""
+    from keras_distil.data import ShardSource, read_manifest, sequence_dataset
+    from keras_distil.data.pipeline import as_sources
+
+    sources = as_sources(sources)
+    if all(isinstance(s, ShardSource) for s in sources):
+        return sum(int(read_manifest(s.directory)["sequences"]) for s in sources)
+    return int(sequence_dataset(sources, data_config, tokenizer).reduce(0, lambda n, _: n + 1))
+
+
+def total_steps(recipe: RecipeConfig, sources, tokenizer) -> int:
+    """``train.steps``, else ``epochs`` passes of ``data.batch_size * gradient_accumulation_steps`` sequences."""
+    train = recipe.train
+    if train.steps is not None:
+        return train.steps
+    effective = recipe.data.batch_size * train.gradient_accumulation_steps
+    sequences = count_sequences(sources, recipe.data, tokenizer)
+    steps = train.epochs * max(1, sequences // effective)
+    logger.info("%d sequences, %d per optimizer step: %d steps for %d epoch(s)", sequences, effective, steps,
+                train.epochs)
+    return steps
+
+
+def _tokenizer(recipe: RecipeConfig, settings):
+    """The WordPiece tokenizer: data.vocab_file, else the teacher's vocabulary; the teacher's case rules win."""
+    from keras_distil.data import WordPieceTokenizer
+
+    data = recipe.data
+    lowercase, strip = data.lowercase, data.strip_accents
+    if settings is not None:
+        lowercase, strip = settings.lowercase, settings.strip_accents
+    if data.vocab_file:
+        return WordPieceTokenizer.from_vocab_file(data.vocab_file, lowercase, strip)
+    if settings is None:
+        raise ConfigError("data.vocab_file: not set, and the teacher carries no vocabulary (a .keras file); "
+                          "set data.vocab_file to the teacher's vocab.txt")
+    return WordPieceTokenizer(list(settings.vocab), lowercase, strip, vocab_file=settings.vocab_file)
+
+
+def _settings_of(tokenizer):
+    from keras_distil.models.tokenizer_settings import TokenizerSettings
+
+    return TokenizerSettings(tuple(tokenizer.vocab), tokenizer.lowercase, tokenizer.strip_accents,
+                             tokenizer.vocab_file)
+
+
+def _save_student(student, folder: RunFolder, tokenizer) -> dict:
+    from keras_distil.models.checkpoints import save_student
+
+    os.makedirs(folder.student, exist_ok=True)
+    path = os.path.join(folder.student, "student.keras")
+    tmp = os.path.join(folder.student, f".tmp-{os.getpid()}-student.keras")
+    student.save(tmp)
+    os.replace(tmp, path)
+    diffs = save_student(student, os.path.join(folder.student, "keras_hub"), "keras_hub",
+                         tokenizer=_settings_of(tokenizer), model_type="bert", overwrite=True)
+    return {"keras": path, "keras_hub": os.path.join(folder.student, "keras_hub"),
+            "keras_hub_max_abs_diff": max(diffs.values()) if diffs else 0.0}
+
+
+def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
+    """Shared by distill and pretrain. ``build(strategy) -> (trainer_model, tokenizer)`` under the scope."""
+    from keras_distil.data import build_training_dataset, ensure_nonempty
+
+    if not recipe.train_data:
+        raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "
+                          "or tfds:NAME)")
+    set_precision(recipe.train.mixed_precision)
+    keras.utils.set_random_seed(recipe.train.seed)
+    strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)
+    _, is_chief = worker_info(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if recipe.data.batch_size % replicas:
+        raise ConfigError(f"data.batch_size: got {recipe.data.batch_size}; accepted: a multiple of the "
+                          f"{replicas} replicas of this strategy")
+    folder = prepare_folder(recipe, command, is_chief)
+    with strategy.scope():
+        model, tokenizer = build(recipe)
+    sources = list(recipe.train_data)
+    ensure_nonempty(sources, recipe.data, tokenizer)
+    steps = total_steps(recipe, sources, tokenizer)
+    with strategy.scope():
+        model.compile(optimizer=build_optimizer(recipe.train, steps))
+    jit, reason = decide_jit(recipe.train.jit_compile, strategy_kind=strategy_kind(strategy), num_replicas=replicas,
+                             on_cpu=on_cpu(strategy), precision=recipe.train.mixed_precision)
+    logger.info("XLA jit_compile=%s (%s)", jit, reason)
+    trainer = Trainer(model, strategy, steps, micro_batches=recipe.train.gradient_accumulation_steps,
+                      checkpoint_dir=folder.checkpoints, checkpoint_every=recipe.train.checkpoint_every,
+                      keep_checkpoints=recipe.train.keep_checkpoints, logdir=folder.logs,
+                      log_every=recipe.train.log_every, jit_compile=jit,
+                      hparams={"command": command, **recipe.to_dict()}, console=console)
+
+    def dataset_fn(input_context):
+        return build_training_dataset(recipe.data, sources, tokenizer, input_context=input_context,
+                                      check_nonempty=False)
+
+    logs = trainer.fit(dataset_fn)
+    result = {"run": folder.root, "steps": steps, "jit_compile": jit, "jit_reason": reason,
+              "strategy": strategy_kind(strategy), "replicas": replicas, **logs}
+    if is_chief:
+        result["student"] = _save_student(model.student, folder, tokenizer)
+    return result
+
+
+def distill(recipe: RecipeConfig, console: bool = True) -> dict:
+    """Distil ``recipe.teacher`` into a student of its width and half its depth (distill.student_layers)."""
+    from keras_distil.distiller import Distiller
+    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.student import student_from_teacher
+
+    if not recipe.teacher:
+        raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
+                          "preset or a .keras file), or train one with `keras-distil pretrain`")
+
+    def build(recipe):
+        loaded = load_teacher(recipe.teacher, distill=recipe.distill)
+        tokenizer = _tokenizer(recipe, loaded.tokenizer)
+        if tokenizer.vocab_size != loaded.model.model_config.vocab_size:
+            raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
+                              f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
+        student = student_from_teacher(loaded.model, recipe.distill.student_layers)
+        return Distiller(loaded.model, student, recipe.distill), tokenizer
+
+    return _run(recipe, "distill", build, console)
+
+
+def pretrain(recipe: RecipeConfig, console: bool = True) -> dict:
+    """Masked-LM training of a BERT of shape ``recipe.model`` from scratch (a teacher, or a baseline
+    student of the student's shape). ``model.vocab_size`` follows data.vocab_file."""
+    from keras_distil.distiller import Pretrainer
+    from keras_distil.models.bert import build_mlm_model
+
+    if not recipe.data.vocab_file:
+        raise ConfigError("data.vocab_file: pretraining needs a WordPiece vocab.txt")
+    if recipe.model.max_position_embeddings < recipe.data.max_len:
+        raise ConfigError(f"model.max_position_embeddings: got {recipe.model.max_position_embeddings}; "
+                          f"accepted: >= data.max_len={recipe.data.max_len}")
+
+    def build(recipe):
+        tokenizer = _tokenizer(recipe, None)
+        model_config = recipe.model
+        if model_config.vocab_size != tokenizer.vocab_size:
+            logger.info("model.vocab_size set to %d from %s", tokenizer.vocab_size, tokenizer.vocab_file)
+            model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
+        return Pretrainer(build_mlm_model(model_config)), tokenizer
+
+    return _run(recipe, "pretrain", build, console)
+
+

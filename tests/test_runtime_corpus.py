@@ -1,0 +1,49 @@
+"""A tiny real corpus for end-to-end runs: a WordPiece vocab, text files and a teacher .keras (no tests here)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_corpus(folder, vocab_size=120, lines=240, seed=0) -> dict:
+    """vocab.txt, two text files of sentences over the vocabulary, and a recipe for a tiny quick run."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(vocab_size - len(SPECIALS))]
+    vocab = os.path.join(folder, "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(SPECIALS + words) + "\n")
+    # Zipf-like frequencies so that the masking's smoothing has something to smooth.
+    p = 1.0 / np.arange(1, len(words) + 1)
+    p /= p.sum()
+    texts = []
+    for part in range(2):
+        path = os.path.join(folder, f"part{part}.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            for _ in range(lines // 2):
+                f.write(" ".join(rng.choice(words, rng.integers(8, 30), p=p)) + "\n")
+        texts.append(path)
+    return {"vocab": vocab, "texts": texts}
+
+
+def tiny_recipe(**train) -> dict:
+    return {
+        "distill": {"ce_positions": "masked"},
+        "data": {"max_len": 16, "min_len": 6, "batch_size": 8, "max_predictions_per_seq": 4,
+                 "shuffle_buffer": 64, "seed": 3},
+        "train": {"learning_rate": 1e-3, "jit_compile": "off", "log_every": 5, "checkpoint_every": 5,
+                  "keep_checkpoints": 2, "strategy": "default", **train},
+        "model": {"vocab_size": 120, "hidden_size": 32, "num_layers": 2, "num_heads": 4,
+                  "intermediate_size": 64, "max_position_embeddings": 32, "dropout": 0.1},
+    }
+
+
+def write_recipe(path, recipe: dict) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(recipe, f)
+    return str(path)

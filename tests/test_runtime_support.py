@@ -1,0 +1,53 @@
+"""Helpers for the runtime tests and for the worker script they spawn (no tests here)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_distil import BertMLM, Distiller, TrainConfig, student_from_teacher
+from keras_distil.distiller import Pretrainer
+from keras_distil.training import build_optimizer
+
+TINY = dict(vocab_size=120, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+            max_position_embeddings=64, dropout=0.0)
+
+
+def build_distiller(strategy, train: TrainConfig, total_steps: int, seed: int = 7, pretrain: bool = False,
+                    distill=None, model=None):
+    with strategy.scope():
+        keras.utils.set_random_seed(seed)
+        teacher = BertMLM(dict(TINY, **(model or {})), name="teacher")
+        if pretrain:
+            trainer = Pretrainer(teacher)
+        else:
+            trainer = Distiller(teacher, student_from_teacher(teacher), distill)
+        trainer.compile(optimizer=build_optimizer(train, total_steps))
+    return trainer
+
+
+def global_batches(make_batch, n, batch_size, seed=0, min_len=3):
+    return [make_batch(batch_size=batch_size, vocab_size=TINY["vocab_size"], seed=seed + i, min_len=min_len)
+            for i in range(n)]
+
+
+def slices_dataset_fn(batches, micro_batch: int):
+    """``dataset_fn(ctx)``: every global batch cut into per-replica slices of ``micro_batch / replicas`` rows;
+    pipeline ``i`` of ``n`` reads slices ``i, i+n, ...`` (each worker its own part of every batch)."""
+    stacked = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+    def fn(ctx: tf.distribute.InputContext):
+        per_replica = ctx.get_per_replica_batch_size(micro_batch)
+        ds = tf.data.Dataset.from_tensor_slices(stacked).batch(per_replica, drop_remainder=True)
+        return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id).repeat()
+
+    return fn
+
+
+def weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
