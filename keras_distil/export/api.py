@@ -28,7 +28,7 @@ logger = logging.getLogger("keras_distil.export")
 
 FORMATS = tuple(WRITERS)
 REPORT_FILE = "export_report.json"
-VERIFY_BATCH = 16
+VERIFY_BATCH = 32
 VERIFY_SEQ_LEN = 64
 
 
@@ -87,7 +87,7 @@ def _calibration(source: Source, sources: list[str] | None, max_len: int, count:
     return corpus_sequences(sources, source.tokenizer, source.data_config, max_len, VERIFY_BATCH + count)
 
 
-def plan_export(source: Source, *, quantize=("none",), with_logits=False, text=True, max_len=None,
+def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",), with_logits=False, text=True, max_len=None,
                 calibration=None, calibration_size=200) -> ExportPlan:
     model = source.model
     cfg = model.model_config
@@ -95,7 +95,7 @@ def plan_export(source: Source, *, quantize=("none",), with_logits=False, text=T
         max_len = source.data_config.max_len if source.data_config else cfg.max_position_embeddings
     if not 3 <= max_len <= cfg.max_position_embeddings:
         raise ExportError(f"--max-len {max_len}: accepted 3..{cfg.max_position_embeddings} (the model's positions)")
-    if text and source.tokenizer is None:
+    if text and source.tokenizer is None and fmt in ("saved_model", "tflite"):
         raise ExportError(f"{source.path}: no vocabulary found for the text signature; pass --vocab vocab.txt "
                           "(and --cased for a cased vocabulary), or --no-text for an ids-only export")
     settings = source.tokenizer
@@ -109,16 +109,16 @@ def plan_export(source: Source, *, quantize=("none",), with_logits=False, text=T
                                ids.get("[CLS]"), ids.get("[SEP]"),
                                sequences[:VERIFY_BATCH] if sequences else None)
     reference = keras_outputs(model, batch.token_ids, batch.padding_mask)
-    return ExportPlan(settings if text else None, max_len, with_logits, tuple(quantize), batch, reference,
+    return ExportPlan(settings, bool(text and settings is not None and fmt in ("saved_model", "tflite")), max_len, with_logits, tuple(quantize), batch, reference,
                       sequences[VERIFY_BATCH:] if sequences else None)
 
 
-def gate(checks: dict[str, dict], fmt: str) -> list[str]:
+def gate(checks: dict[str, dict], min_top1: float = verify.MIN_TOP1, min_cosine: float = verify.MIN_COSINE) -> list[str]:
     """Every failed threshold, named by artifact."""
     problems = []
     for artifact, figures in checks.items():
         quantize = figures.get("quantize", "none")
-        problems += [f"{artifact}: {p}" for p in verify.failures(figures, quantize)]
+        problems += [f"{artifact}: {p}" for p in verify.failures(figures, quantize, min_top1, min_cosine)]
         if "text_ids_mismatch" in figures:
             problems.append(f"{artifact}: ids differ from the training tokenizer on {figures['text_ids_mismatch']}")
     return problems
@@ -136,10 +136,13 @@ def _files(folder: str) -> dict[str, int]:
 def export(src, format: str = "saved_model", *, out: str = "saved_models", name: str | None = None,
            version: int | str | None = None, quantize=("none",), with_logits: bool = False, text: bool = True,
            vocab: str | None = None, lowercase: bool = True, max_len: int | None = None,
-           calibration: list[str] | None = None, calibration_size: int = 200, overwrite: bool = False) -> ExportResult:
+           calibration: list[str] | None = None, calibration_size: int = 200, overwrite: bool = False,
+           min_top1: float = verify.MIN_TOP1, min_cosine: float = verify.MIN_COSINE) -> ExportResult:
     """Export the student in ``src`` (a run folder, a ``.keras`` file, a preset or HF folder) and verify it.
 
     Raises :class:`ExportError` (nothing left at the destination) on bad input or a failed check.
+    ``min_top1`` / ``min_cosine``: the quantised gates (default 0.99 each); lower them only to accept a
+    measured loss knowingly (full-integer int8 of a small model may not reach 99 % top-1).
     """
     quantize = (quantize,) if isinstance(quantize, str) else tuple(quantize)
     _check_options(format, quantize)
@@ -149,19 +152,20 @@ def export(src, format: str = "saved_model", *, out: str = "saved_models", name:
     source = resolve_source(src, vocab_settings(vocab, lowercase) if vocab else None)
     if name is None:
         dest = check_destination(destination(out, source.name, format, version), overwrite)
-    plan = plan_export(source, quantize=quantize, with_logits=with_logits, text=text, max_len=max_len,
+    plan = plan_export(source, format, quantize=quantize, with_logits=with_logits, text=text, max_len=max_len,
                        calibration=calibration, calibration_size=calibration_size)
     with staged_folder(dest, overwrite) as tmp:
         checks = WRITERS[format](source.model, tmp, plan)
-        problems = gate(checks, format)
+        problems = gate(checks, min_top1, min_cosine)
         if problems:
+            measured = ExportResult(dest, format, {}, checks).summary().splitlines()[1:-1]
             raise ExportError(f"{dest}: the export does not reproduce the model, nothing written:\n  "
-                              + "\n  ".join(problems))
+                              + "\n  ".join(problems) + "\nmeasured:\n" + "\n".join(measured))
         report = {"source": source.path, "format": format, "quantize": list(quantize),
-                  "with_logits": with_logits, "text": plan.tokenizer is not None, "max_len": plan.max_len,
+                  "with_logits": with_logits, "text": plan.text, "max_len": plan.max_len,
                   "checks": checks, "thresholds": {"float32": verify.TOLERANCES["none"],
-                                                   "fp16": verify.TOLERANCES["fp16"], "top1": verify.MIN_TOP1,
-                                                   "cosine": verify.MIN_COSINE}}
+                                                   "fp16": verify.TOLERANCES["fp16"], "top1": min_top1,
+                                                   "cosine": min_cosine}}
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, sort_keys=True, default=str)
             f.write("\n")

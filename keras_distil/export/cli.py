@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_distil.export import verify
 from keras_distil.export.api import FORMATS, export
 from keras_distil.export.errors import ExportError
 from keras_distil.export.tflite import QUANTIZATIONS
@@ -36,6 +37,10 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                    help="corpus for the int8 representative dataset and the verification batch: text files, "
                         "globs or a prepared shard folder (default: the run's corpus when recorded)")
     p.add_argument("--calibration-size", type=int, default=200, help="sequences used to calibrate int8")
+    p.add_argument("--min-top1", type=float, default=verify.MIN_TOP1,
+                   help="quantised exports: least masked-token top-1 agreement with the Keras model (default 0.99)")
+    p.add_argument("--min-cosine", type=float, default=verify.MIN_COSINE,
+                   help="quantised exports: least mean token-embedding cosine (default 0.99)")
     p.set_defaults(func=run_export)
     return p
 
@@ -45,7 +50,8 @@ def run_export(args: argparse.Namespace) -> int:
         result = export(args.src, args.format, out=args.out, name=args.name, version=args.version,
                         quantize=args.quantize, with_logits=args.logits, text=args.text, vocab=args.vocab,
                         lowercase=not args.cased, max_len=args.max_len, calibration=args.calibration,
-                        calibration_size=args.calibration_size, overwrite=args.overwrite)
+                        calibration_size=args.calibration_size, overwrite=args.overwrite,
+                        min_top1=args.min_top1, min_cosine=args.min_cosine)
     except ExportError as e:
         print(f"keras-distil export: error: {e}", file=sys.stderr)
         return 1

@@ -115,18 +115,23 @@ def compare(reference: dict, got: dict, padding_mask: np.ndarray, mask_rows=None
     return figures
 
 
-def failures(figures: dict, quantize: str = "none") -> list[str]:
-    """What fails the gate for ``quantize`` (empty list: passed)."""
+def failures(figures: dict, quantize: str = "none", min_top1: float = MIN_TOP1,
+             min_cosine: float = MIN_COSINE) -> list[str]:
+    """What fails the gate for ``quantize`` (empty list: passed).
+
+    ``min_top1`` / ``min_cosine`` default to the thresholds above; lowering them is an explicit user
+    decision (``--min-top1``), recorded in the export report.
+    """
     problems = [f"{k}: {v}" for k, v in figures.items() if k.endswith("_shape_mismatch")]
     if quantize in TOLERANCES:
         tol = TOLERANCES[quantize]
         if not figures["max_rel_diff"] <= tol:
             problems.append(f"max difference {figures['max_rel_diff']:.3g} (relative to scale) > {tol:g}")
         return problems
-    if not figures.get("hidden_cosine_mean", 0.0) >= MIN_COSINE:
+    if not figures.get("hidden_cosine_mean", 0.0) >= min_cosine:
         problems.append(f"mean token-embedding cosine {figures.get('hidden_cosine_mean', float('nan')):.4f} "
-                        f"< {MIN_COSINE}")
-    if "top1_agreement" in figures and not figures["top1_agreement"] >= MIN_TOP1:
-        problems.append(f"masked-token top-1 agreement {figures['top1_agreement']:.2%} < {MIN_TOP1:.0%} "
+                        f"< {min_cosine}")
+    if "top1_agreement" in figures and not figures["top1_agreement"] >= min_top1:
+        problems.append(f"masked-token top-1 agreement {figures['top1_agreement']:.2%} < {min_top1:.0%} "
                         f"(over {figures['top1_positions']} positions)")
     return problems

@@ -22,7 +22,8 @@ from keras_distil.models.tokenizer_settings import TokenizerSettings
 class ExportPlan:
     """Everything a writer needs besides the model and the folder."""
 
-    tokenizer: TokenizerSettings | None  # None: ids-only export
+    tokenizer: TokenizerSettings | None  # written with checkpoints; None when the source has no vocabulary
+    text: bool  # a raw-text signature / text-input TFLite model (needs ``tokenizer``)
     max_len: int  # longest tokenized text (the text signature truncates)
     with_logits: bool
     quantize: tuple[str, ...]
@@ -62,7 +63,7 @@ def _text_figures(model, got: dict, plan: ExportPlan) -> dict:
 
 def write_saved_model(model, folder: str, plan: ExportPlan) -> dict:
     tokenizer = packer = None
-    if plan.tokenizer is not None:
+    if plan.text:
         tokenizer = text.training_tokenizer(plan.tokenizer)
         packer = text.pack_for(plan.tokenizer, plan.max_len)
     saved_model.write_archive(folder, model, plan.with_logits, tokenizer, packer)
@@ -88,7 +89,7 @@ def write_tflite(model, folder: str, plan: ExportPlan) -> dict:
     work = os.path.join(folder, ".saved_model")
     ids_dir, text_dir = os.path.join(work, "ids"), os.path.join(work, "text")
     saved_model.write_archive(ids_dir, model, plan.with_logits)
-    text_variants = [q for q in plan.quantize if q != "int8"] if plan.tokenizer is not None else []
+    text_variants = [q for q in plan.quantize if q != "int8"] if plan.text else []
     if text_variants:
         lite = text.LiteTokenizer(plan.tokenizer)
         saved_model.write_archive(text_dir, model, plan.with_logits, lite, text.pack_for(plan.tokenizer, plan.max_len))
@@ -121,8 +122,13 @@ def write_checkpoint(fmt: str):
         except CheckpointError as e:
             raise ExportError(f"{folder}: {e}") from None
         got = keras_outputs(reloaded, plan.batch.token_ids, plan.batch.padding_mask)
-        return {fmt: verify.compare(plan.reference, got, plan.batch.padding_mask, plan.batch.mask_rows,
-                                    plan.batch.mask_cols)}
+        note = {}
+        if fmt == "hf" and model.mlm_head is not None:
+            # transformers' BertForMaskedLM has no pooler: the (frozen, never trained) pooler is not written.
+            got.pop("pooled")
+            note = {"pooled": "not stored (BertForMaskedLM has no pooler)"}
+        return {fmt: {**verify.compare(plan.reference, got, plan.batch.padding_mask, plan.batch.mask_rows,
+                                       plan.batch.mask_cols), **note}}
 
     return write
 
