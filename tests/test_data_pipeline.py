@@ -219,3 +219,11 @@ def test_tfds_dataset_read_from_a_local_data_dir(tmp_path, data_config, vocab_pa
     assert sum(1 for _ in sequence_dataset(by_folder, data_config, vocab_path)) == sum(got.values())
     with pytest.raises(DataError, match="no feature 'text'.*body"):
         sequence_dataset(TfdsSource("kd_tiny_docs", data_dir=str(tmp_path)), data_config, vocab_path)
+
+
+def test_vocab_from_the_config_and_a_warning_when_predictions_are_capped(corpus, data_config, caplog):
+    cfg = data_config.replace(max_len=256, max_predictions_per_seq=20)  # 0.15 * 254 = 38.1 > 20
+    with caplog.at_level("WARNING", logger="keras_distil.data"):
+        batch = next(iter(build_training_dataset(cfg, corpus, check_nonempty=False)))  # vocab: cfg.vocab_file
+    assert "max_predictions_per_seq=20 < 39" in caplog.text
+    assert batch["mask_positions"].shape == (8, 20)

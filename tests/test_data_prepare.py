@@ -81,6 +81,18 @@ def test_shards_of_another_vocabulary_are_refused(prepared, tmp_path, vocab_path
         build_training_dataset(cfg, out, other)
     with pytest.raises(DataError, match="max_len=64"):
         build_training_dataset(cfg.replace(max_len=32), out, vocab_path)
+    with pytest.raises(DataError, match="lowercase=True.*lowercase=False"):
+        build_training_dataset(cfg.replace(lowercase=False), out, vocab_path)
+
+
+def test_a_new_prepare_replaces_the_old_folder_consistently(tmp_path, documents, vocab_path, data_config):
+    corpus = write_lines(tmp_path / "c.txt", documents[:100])
+    out = tmp_path / "out"
+    prepare_corpus([corpus], out, data_config, vocab_path, num_shards=3)
+    manifest = prepare_corpus([corpus], out, data_config.replace(max_len=32), vocab_path, num_shards=2)
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest and on_disk["max_len"] == 32 and len(on_disk["shards"]) == 2
+    assert sum(1 for _ in sequence_dataset(str(out), data_config, vocab_path)) == manifest["sequences"]
 
 
 def test_prepare_refuses_an_empty_corpus_naming_it(tmp_path, data_config, vocab_path):

@@ -277,15 +277,19 @@ def read_manifest(directory: str) -> dict:
     return manifest
 
 
-def check_manifest(directory: str, manifest: dict, vocab_sha256: str, vocab_file: str | None,
-                   max_len: int) -> None:
-    """Refuse shards tokenized with another vocabulary, or longer than the model's ``max_len``."""
+def check_manifest(directory: str, manifest: dict, tokenizer, max_len: int) -> None:
+    """Refuse shards tokenized with another vocabulary or other case settings than ``tokenizer``'s, or
+    longer than the model's ``max_len``."""
     path = os.path.join(directory, MANIFEST_NAME)
-    if manifest["vocab_sha256"] != vocab_sha256:
+    if manifest["vocab_sha256"] != tokenizer.vocab_hash:
         raise DataError(
             f"{path}: shards were tokenized with another vocabulary (sha256 {manifest['vocab_sha256'][:12]}..., "
-            f"from {manifest.get('vocab_file')}) than the teacher's ({vocab_sha256[:12]}..., from {vocab_file}); "
-            "run prepare again with the teacher's vocab.txt")
+            f"from {manifest.get('vocab_file')}) than the teacher's ({tokenizer.vocab_hash[:12]}..., from "
+            f"{tokenizer.vocab_file}); run prepare again with the teacher's vocab.txt")
+    for key in ("lowercase", "strip_accents"):
+        if key in manifest and manifest[key] != getattr(tokenizer, key):
+            raise DataError(f"{path}: shards were tokenized with {key}={manifest[key]}, the teacher's tokenizer "
+                            f"uses {key}={getattr(tokenizer, key)}; run prepare again with the teacher's settings")
     if manifest["max_len"] > max_len:
         raise DataError(f"{path}: shards hold sequences up to max_len={manifest['max_len']} tokens, more than "
                         f"data.max_len={max_len}; prepare them again with --max-len {max_len}")

@@ -10,6 +10,7 @@ masks are fresh for every batch (the batch index is folded into the stateless se
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable
 
@@ -40,11 +41,26 @@ logger = logging.getLogger("keras_distil.data")
 TOKENIZE_BATCH = 256  # documents tokenized per graph call (ragged ops are much faster batched)
 
 
-def as_tokenizer(tokenizer: WordPieceTokenizer | str | os.PathLike, data_config) -> WordPieceTokenizer:
-    """A tokenizer object, or one built from a vocab.txt path with the config's case settings."""
+def as_tokenizer(tokenizer: WordPieceTokenizer | str | os.PathLike | None, data_config) -> WordPieceTokenizer:
+    """A tokenizer object, or one built from a vocab.txt path (None: ``data_config.vocab_file``) with the
+    config's case settings."""
     if isinstance(tokenizer, WordPieceTokenizer):
         return tokenizer
+    if tokenizer is None:
+        return WordPieceTokenizer.from_config(data_config)
     return WordPieceTokenizer.from_vocab_file(tokenizer, data_config.lowercase, data_config.strip_accents)
+
+
+def warn_if_predictions_capped(data_config) -> None:
+    """``max_predictions_per_seq`` below 15 % of a full sequence silently lowers the mask rate: say so."""
+    needed = math.ceil(data_config.mlm_mask_prop * (data_config.max_len - 2))
+    if data_config.max_predictions_per_seq < needed:
+        logger.warning(
+            "data.max_predictions_per_seq=%d < %d (= ceil(mlm_mask_prop * (max_len - 2))): sequences longer than "
+            "%d tokens get fewer than %.0f %% of their tokens masked; raise it to %d for the full rate",
+            data_config.max_predictions_per_seq, needed,
+            int(data_config.max_predictions_per_seq / data_config.mlm_mask_prop) + 2,
+            100 * data_config.mlm_mask_prop, needed)
 
 
 def as_sources(sources) -> list[Source]:
@@ -75,8 +91,7 @@ def sequence_dataset(sources, data_config, tokenizer, input_context=None, shuffl
     for source in as_sources(sources):
         if isinstance(source, ShardSource):
             manifest = read_manifest(source.directory)
-            check_manifest(source.directory, manifest, tokenizer.vocab_hash, tokenizer.vocab_file,
-                           data_config.max_len)
+            check_manifest(source.directory, manifest, tokenizer, data_config.max_len)
             parts.append(shard_sequences(source, input_context, shuffle_seed))
             continue
         if isinstance(source, TfdsSource):
@@ -170,7 +185,7 @@ def resolve_token_counts(token_counts, sources: Iterable[Source], vocab_size: in
     return sum(load_token_counts(p, vocab_size) for p in paths)
 
 
-def build_training_dataset(data_config, sources, tokenizer, token_counts=None, input_context=None,
+def build_training_dataset(data_config, sources, tokenizer=None, token_counts=None, input_context=None,
                            repeat: bool = True, stats: DataStats | None = None,
                            drop_remainder: bool | None = None, check_nonempty: bool = True) -> tf.data.Dataset:
     """Dynamically masked batches for the Distiller.
@@ -179,7 +194,8 @@ def build_training_dataset(data_config, sources, tokenizer, token_counts=None, i
       data_config: a ``DataConfig``.
       sources: one or several sources (``TextFiles``, ``TfdsSource``, ``ShardSource`` or their spellings
         for :func:`parse_source`).
-      tokenizer: a ``WordPieceTokenizer`` or the path of the teacher's vocab.txt.
+      tokenizer: a ``WordPieceTokenizer``, the path of the teacher's vocab.txt, or None for
+        ``data_config.vocab_file``.
       token_counts: counts for the smoothing (array [V], mapping id -> count, or a ``token_counts.json``
         path); None: the prepared folders' counts when all sources are prepared, else uniform.
       input_context: a ``tf.distribute.InputContext``: read this pipeline's share and batch
@@ -195,6 +211,7 @@ def build_training_dataset(data_config, sources, tokenizer, token_counts=None, i
     """
     tokenizer = as_tokenizer(tokenizer, data_config)
     sources = as_sources(sources)
+    warn_if_predictions_capped(data_config)
     if check_nonempty:
         ensure_nonempty(sources, data_config, tokenizer)
     for source in sources:

@@ -68,7 +68,12 @@ class _ShardWriter:
             writer.close()
 
     def commit(self) -> list[dict]:
+        """Rename the shards into place. An older manifest goes first: a folder without a manifest reads
+        as incomplete, so a crash here can never pair new shards with an old manifest."""
         self.close()
+        old_manifest = os.path.join(os.path.dirname(self.paths[0]), MANIFEST_NAME)
+        if os.path.exists(old_manifest):
+            os.remove(old_manifest)
         for path in self.paths:
             os.replace(temporary_name(path), path)
         return [{"file": os.path.basename(p), "sequences": n} for p, n in zip(self.paths, self.sequences, strict=True)]
