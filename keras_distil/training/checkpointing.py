@@ -1,8 +1,8 @@
 """Checkpoints every N steps and exact resume.
 
 A checkpoint holds the student (weights and dropout seed states), the optimizer (slots, iteration
-count, loss scale), the step counter and, when it can be saved, the input iterator (shuffle buffer,
-batch index that seeds the masks): a resumed run sees the batches and masks it would have seen.
+count, loss scale) and the step counter; the input is repositioned from the step counter (loop.py), so
+a resumed run sees the batches and masks it would have seen.
 ``tf.train.CheckpointManager`` writes the data files under temporary names and then rewrites its
 ``checkpoint`` index file atomically, so a run killed while saving leaves the previous checkpoint as
 the latest; it keeps the last ``keep`` checkpoints.
@@ -25,12 +25,9 @@ logger = logging.getLogger("keras_distil.training")
 class Checkpoints:
     """The run's checkpoint folder: ``restore()`` the latest at start, ``save(step)`` as training goes."""
 
-    def __init__(self, directory: str, keep: int, *, student, optimizer, step: tf.Variable, iterator=None,
+    def __init__(self, directory: str, keep: int, *, student, optimizer, step: tf.Variable,
                  is_chief: bool = True, task_index: int = 0):
-        objects = {"student": student, "optimizer": optimizer, "step": step}
-        if iterator is not None:
-            objects["data"] = iterator
-        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, step=step)
         self.directory = directory
         self.is_chief = is_chief
         write_dir = directory if is_chief else os.path.join(directory, "..", f".scratch-worker-{task_index}")

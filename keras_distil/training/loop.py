@@ -67,20 +67,41 @@ class Trainer:
             if hasattr(model.optimizer, "inner_optimizer"):
                 model.optimizer.build(model.student.trainable_variables)
 
-    def _checkpoints(self, iterator) -> Checkpoints | None:
+    def _checkpoints(self) -> Checkpoints | None:
         if self.checkpoint_dir is None:
             return None
         return Checkpoints(self.checkpoint_dir, self.keep_checkpoints, student=self.model.student,
-                           optimizer=self.model.optimizer, step=self.step, iterator=iterator,
-                           is_chief=self.is_chief, task_index=self.task_index)
+                           optimizer=self.model.optimizer, step=self.step, is_chief=self.is_chief,
+                           task_index=self.task_index)
+
+    def _distributed_data(self, dataset_fn, done_steps: int):
+        """The distributed dataset, positioned after the batches of ``done_steps`` steps.
+
+        Resume skips what was consumed (each input pipeline feeds ``replicas / pipelines`` replicas ``k``
+        batches per step). The pipeline is deterministic given its seed and masks each batch with a
+        seed derived from the batch's index, so the resumed run sees the same batches and masks. (tf.data
+        iterators of distributed datasets are not checkpointable under MultiWorkerMirroredStrategy: one
+        mechanism for every strategy.)
+        """
+        replicas = self.strategy.num_replicas_in_sync
+
+        def positioned(ctx):
+            dataset = dataset_fn(ctx)
+            per_step = self.micro_batches * replicas // max(ctx.num_input_pipelines, 1)
+            return dataset.skip(done_steps * per_step) if done_steps else dataset
+
+        return self.strategy.distribute_datasets_from_function(positioned)
 
     def fit(self, dataset_fn) -> dict:
-        """Train to ``total_steps``; returns the last logs (floats) and ``step``, ``resumed_from``."""
-        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        iterator = iter(dataset)
-        checkpoints = self._checkpoints(iterator)
+        """Train to ``total_steps``; returns the last logs (floats) and ``step``, ``resumed_from``.
+
+        ``dataset_fn(input_context)``: a deterministic ``tf.data.Dataset`` of per-replica batches, repeated.
+        """
+        checkpoints = self._checkpoints()
         resumed_from = checkpoints.restore() if checkpoints is not None else None
         start = int(self.step.numpy())
+        dataset = self._distributed_data(dataset_fn, start)
+        iterator = iter(dataset)
         train_step = make_train_step(self.model, self.strategy, self.micro_batches, self.jit_compile,
                                      dataset.element_spec)
         log = RunLog(self.logdir if self.is_chief else None, self.total_steps, self.log_every, start,

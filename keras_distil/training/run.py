@@ -136,9 +136,9 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
     if not recipe.train_data:
         raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "
                           "or tfds:NAME)")
+    strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
     set_precision(recipe.train.mixed_precision)
     keras.utils.set_random_seed(recipe.train.seed)
-    strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)
     _, is_chief = worker_info(strategy)
     replicas = strategy.num_replicas_in_sync
     if recipe.data.batch_size % replicas:

@@ -103,8 +103,9 @@ def make_strategy(requested: str = "auto", tpu: str | None = None, devices: list
     """
     tf_config = read_tf_config(environ)
     tpu = tpu_address(tpu, environ)
+    # Physical devices only: MultiWorkerMirroredStrategy must be built before TF's runtime starts.
     kind, reason = choose_strategy(requested, tf_config=tf_config,
-                                   num_gpus=len(tf.config.list_logical_devices("GPU")), tpu=tpu)
+                                   num_gpus=len(tf.config.list_physical_devices("GPU")), tpu=tpu)
     if kind == "multiworker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif kind == "tpu":

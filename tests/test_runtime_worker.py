@@ -1,0 +1,40 @@
+"""Worker script for test_runtime_multiworker.py: ``python tests/test_runtime_worker.py OUT.npz CKPT_DIR``.
+
+Run with TF_CONFIG set; trains the tiny distiller under MultiWorkerMirroredStrategy through the runtime's
+Trainer, then saves the student's weights and the token ids this worker read. No tests here.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    import tensorflow as tf
+    from conftest import make_batch
+    from test_runtime_support import build_distiller, global_batches, slices_dataset_fn, weights
+
+    from keras_distil import TrainConfig
+    from keras_distil.training import Trainer, make_strategy, worker_info
+
+    STEPS, MICRO, GLOBAL = 3, 2, 16
+    out, ckpt = sys.argv[1], sys.argv[2]
+    strategy = make_strategy("auto")  # TF_CONFIG names two workers: auto must pick multiworker
+    assert strategy.num_replicas_in_sync == 2, strategy
+    train = TrainConfig(learning_rate=1e-2, warmup_prop=0.0, max_grad_norm=0.05)
+    distiller = build_distiller(strategy, train, STEPS)
+    batches = global_batches(make_batch, STEPS * MICRO, GLOBAL, seed=21)
+    base_fn = slices_dataset_fn(batches, GLOBAL)
+    seen = {}
+
+    def dataset_fn(ctx):
+        seen["pipeline"] = (ctx.input_pipeline_id, ctx.num_input_pipelines)
+        return base_fn(ctx)
+
+    Trainer(distiller, strategy, STEPS, micro_batches=MICRO, checkpoint_dir=ckpt, checkpoint_every=2,
+            console=False).fit(dataset_fn)
+    pipeline_id, pipelines = seen["pipeline"]
+    ctx = tf.distribute.InputContext(pipelines, pipeline_id, strategy.num_replicas_in_sync)
+    rows = np.concatenate([b["token_ids"] for b in base_fn(ctx).take(STEPS * MICRO).as_numpy_iterator()])
+    task, chief = worker_info(strategy)
+    np.savez(out, *weights(distiller.student), rows=rows, task=task, chief=chief)
