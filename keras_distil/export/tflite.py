@@ -16,6 +16,7 @@ The pip LiteRT interpreters have no Flex delegate, so nothing else from TF may b
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -47,7 +48,9 @@ def convert(saved_model_dir: str, signature: str, quantize: str = "none",
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)  # the tokenizer's string ops have no int8 form
         converter.target_spec.supported_ops = ops
     try:
-        return converter.convert()
+        with warnings.catch_warnings():  # int8 calibration runs TF's own deprecated tf.lite.Interpreter
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises ConverterError, RuntimeError, ValueError...
         raise ExportError(f"{saved_model_dir}: TFLite conversion ({quantize}) failed: {e}") from None
 

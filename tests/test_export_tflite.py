@@ -1,0 +1,135 @@
+"""TFLite / LiteRT exports: fp32, fp16, dynamic-range and full-integer int8, and the text-input model.
+
+One export of fp32 + fp16 + dynamic is shared by the tests; each file is run here with ai_edge_litert
+and compared with the Keras model on inputs the export's own check never saw.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from test_export_helpers import (
+    NEW_SENTENCES,
+    VOCAB,
+    keras_outputs,
+    load_student,
+    shared_run,
+    tokenize_reference,
+)
+
+from keras_distil.export import ExportError, export
+from keras_distil.export.tflite import LiteModel
+
+MAX_LEN = 32
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return shared_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def student(run):
+    return load_student(run)
+
+
+@pytest.fixture(scope="module")
+def lite(run, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("tflite"))
+    return export(run, "tflite", out=out, quantize=["none", "fp16", "dynamic"], with_logits=True)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(11)
+    ids = rng.integers(5, len(VOCAB), (4, 18)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[2, 9:] = 0
+    ids[:, 0], ids = 2, ids * mask
+    return ids, mask
+
+
+def _real(a, mask):
+    return np.asarray(a)[mask.astype(bool)]
+
+
+def _cosine(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_files_and_report(lite):
+    names = sorted(lite.files)
+    assert names == ["export_report.json", "model.tflite", "model_dynamic.tflite", "model_fp16.tflite",
+                     "model_text.tflite", "model_text_dynamic.tflite", "model_text_fp16.tflite"]
+    assert lite.path.endswith(os.path.join("run", "tflite", "1"))
+    # Smaller weights (on a model this small the graph dominates the file: sizes at scale are in the benchmark).
+    assert lite.files["model_fp16.tflite"] < lite.files["model.tflite"]
+    assert lite.files["model_dynamic.tflite"] < lite.files["model.tflite"]
+
+
+@pytest.mark.parametrize("name,tol", [("model.tflite", 1e-5), ("model_fp16.tflite", 1e-2)])
+def test_float_models_match_keras(lite, student, batch, name, tol):
+    ids, mask = batch
+    got = LiteModel(os.path.join(lite.path, name))(token_ids=ids, padding_mask=mask)
+    want = keras_outputs(student, ids, mask)
+    for key in ("pooled", "hidden", "logits"):
+        a = got[key] if key == "pooled" else _real(got[key], mask)
+        b = want[key] if key == "pooled" else _real(want[key], mask)
+        scale = max(1.0, float(np.abs(b).max()))
+        assert np.abs(a - b).max() <= tol * scale, (name, key, float(np.abs(a - b).max()))
+
+
+def test_dynamic_range_model_agrees(lite, student, batch):
+    ids, mask = batch
+    got = LiteModel(os.path.join(lite.path, "model_dynamic.tflite"))(token_ids=ids, padding_mask=mask)
+    want = keras_outputs(student, ids, mask)
+    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= 0.99
+    figures = lite.checks["model_dynamic.tflite"]
+    assert figures["top1_agreement"] >= 0.99 and figures["hidden_cosine_mean"] >= 0.99
+
+
+def test_runner_resizes_between_calls(lite, student):
+    model = LiteModel(os.path.join(lite.path, "model.tflite"))
+    for shape in [(1, 5), (3, 11)]:
+        ids = np.full(shape, 7, np.int32)
+        got = model(token_ids=ids, padding_mask=np.ones_like(ids))
+        assert got["hidden"].shape == shape + (32,)
+
+
+@pytest.mark.parametrize("name,tol", [("model_text.tflite", 1e-5), ("model_text_fp16.tflite", 1e-2)])
+def test_text_model_tokenizes_as_training(lite, student, name, tol):
+    model = LiteModel(os.path.join(lite.path, name), custom_ops=True)
+    got = model(text=np.array(NEW_SENTENCES, dtype=object))
+    ids, mask = tokenize_reference(NEW_SENTENCES, MAX_LEN)
+    np.testing.assert_array_equal(got["token_ids"], ids)
+    np.testing.assert_array_equal(got["padding_mask"], mask)
+    want = keras_outputs(student, ids, mask)
+    np.testing.assert_allclose(_real(got["hidden"], mask), _real(want["hidden"], mask), atol=tol * 10)
+
+
+@pytest.mark.slow
+def test_full_integer_int8(run, student, batch, tmp_path):
+    """Full-integer int8 of this 32-wide model misses the 99 % top-1 gate: the export must fail cleanly;
+    accepted with an explicit lower gate, its figures are what we measure here."""
+    with pytest.raises(ExportError, match="model_int8.tflite: masked-token top-1") as e:
+        export(run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True)
+    assert "measured:" in str(e.value)
+    assert not (tmp_path / "run" / "tflite" / "1").exists()
+
+    result = export(run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True, min_top1=0.8)
+    assert sorted(result.files) == ["export_report.json", "model_int8.tflite"]  # no text variant for int8
+    ids, mask = batch
+    got = LiteModel(os.path.join(result.path, "model_int8.tflite"))(token_ids=ids, padding_mask=mask)
+    want = keras_outputs(student, ids, mask)
+    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= 0.98
+    assert 0.8 <= result.checks["model_int8.tflite"]["top1_agreement"] < 0.99
+
+
+def test_int8_without_corpus_is_refused(run, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare.keras"
+    shutil.copy(os.path.join(run, "student", "student.keras"), bare)
+    with pytest.raises(ExportError, match="--calibration"):
+        export(str(bare), "tflite", out=str(tmp_path / "out"), quantize="int8", vocab=os.path.join(run, "vocab.txt"))
+    assert not (tmp_path / "out").exists()
