@@ -22,12 +22,19 @@ import tensorflow as tf
 logger = logging.getLogger("keras_distil.training")
 
 
+def seed_states(model) -> list:
+    """The model's random-seed state variables (dropout): Keras keeps them out of ``model.weights`` and
+    tf.train.Checkpoint does not find them through the model, so they are saved by name order."""
+    return [v.value for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
 class Checkpoints:
     """The run's checkpoint folder: ``restore()`` the latest at start, ``save(step)`` as training goes."""
 
     def __init__(self, directory: str, keep: int, *, student, optimizer, step: tf.Variable,
                  is_chief: bool = True, task_index: int = 0):
-        self.checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, step=step)
+        self.checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, step=step,
+                                              seeds=seed_states(student))
         self.directory = directory
         self.is_chief = is_chief
         write_dir = directory if is_chief else os.path.join(directory, "..", f".scratch-worker-{task_index}")
