@@ -31,10 +31,10 @@ pytest_plugins = ["test_data_common"]  # the shared vocabulary / corpus fixtures
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, documents):
-    """1200 docstrings split over three files (one document per line)."""
+    """The docstring corpus split over three files (one document per line)."""
     folder = tmp_path_factory.mktemp("corpus")
     for i in range(3):
-        write_lines(folder / f"part{i}.txt", documents[:1200][i::3])
+        write_lines(folder / f"part{i}.txt", documents[i::3])
     return str(folder / "part*.txt")
 
 
@@ -75,16 +75,23 @@ def test_sequences_are_the_reference_tokenization(corpus, data_config, vocab_pat
     """One pass without masking noise: the multiset of sequences equals Hugging Face's, split and filtered."""
     got = collections.Counter(tuple(s) for s in sequence_dataset(corpus, data_config, vocab_path)
                               .as_numpy_iterator())
-    expected, dropped = reference_sequences(documents[:1200], vocab_path, data_config.max_len, data_config.min_len)
+    expected, dropped = reference_sequences(documents, vocab_path, data_config.max_len, data_config.min_len)
     assert got == collections.Counter(tuple(s) for s in expected)
     assert dropped > 0  # the corpus does exercise the min_len filter
 
 
-def test_one_pass_sees_every_sequence_once(corpus, data_config, vocab_path, documents):
-    ds = build_training_dataset(data_config, corpus, vocab_path, repeat=False)
-    got = collections.Counter(row for batch in take(ds, -1) for row in unmasked_rows(batch))
-    expected, _ = reference_sequences(documents[:1200], vocab_path, data_config.max_len, data_config.min_len)
+def test_one_pass_sees_every_sequence_once_and_logs_the_drops(corpus, data_config, vocab_path, documents,
+                                                              caplog):
+    stats = DataStats()
+    with caplog.at_level("INFO", logger="keras_distil.data"):
+        ds = build_training_dataset(data_config, corpus, vocab_path, repeat=False, stats=stats)
+        got = collections.Counter(row for batch in take(ds, -1) for row in unmasked_rows(batch))
+    expected, dropped = reference_sequences(documents, vocab_path, data_config.max_len,
+                                            data_config.min_len)
     assert got == collections.Counter(tuple(s) for s in expected)
+    counts = stats.as_dict()
+    assert (counts["documents"], counts["sequences"], counts["dropped_short"]) == (len(documents), len(expected), dropped)
+    assert f"{dropped} sequences dropped as shorter than min_len" in caplog.text
 
 
 def test_deterministic_for_a_seed(corpus, data_config, vocab_path):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 logger = logging.getLogger("keras_distil.data")
@@ -17,24 +19,35 @@ class DataError(ValueError):
 
 
 class DataStats:
-    """Counters updated inside the tf.data graph while a corpus is read and tokenized.
+    """Corpus counters (documents, invalid UTF-8, sequences kept / dropped as short, tokens).
 
-    They are ``tf.Variable`` objects so the in-graph pipeline can count without leaving the graph.
-    Create them outside any ``tf.distribute`` strategy scope (there they would become mirrored
-    variables); read them with :meth:`as_dict` and report them with :meth:`log`.
+    The in-graph pipeline adds to them through ``tf.py_function``, so they are plain Python integers:
+    no ``tf.Variable`` that a ``tf.distribute`` scope would turn into a mirrored one. Read them with
+    :meth:`as_dict` and report them with :meth:`log`. (The pipeline therefore needs a Python host, as
+    any local tf.data pipeline has; it is never part of an exported model.)
     """
 
     FIELDS = ("documents", "invalid_utf8", "sequences", "dropped_short", "tokens")
 
     def __init__(self):
-        for name in self.FIELDS:
-            setattr(self, name, tf.Variable(0, dtype=tf.int64, trainable=False, name=f"data_{name}"))
+        self._counts = dict.fromkeys(self.FIELDS, 0)
+        self._lock = threading.Lock()
 
-    def add(self, name: str, value) -> None:
-        getattr(self, name).assign_add(tf.cast(value, tf.int64))
+    def add(self, name: str, value) -> tf.Tensor:
+        """Add ``value`` (a tensor) to the counter ``name`` from inside a graph; returns a dependency."""
+        if name not in self._counts:
+            raise KeyError(f"DataStats has no counter {name!r}; counters: {', '.join(self.FIELDS)}")
+
+        def add_now(amount):
+            with self._lock:
+                self._counts[name] += int(amount)
+            return np.int64(0)
+
+        return tf.py_function(add_now, [tf.cast(value, tf.int64)], tf.int64, name=f"count_{name}")
 
     def as_dict(self) -> dict[str, int]:
-        return {name: int(getattr(self, name).numpy()) for name in self.FIELDS}
+        with self._lock:
+            return dict(self._counts)
 
     def log(self, what: str = "corpus") -> dict[str, int]:
         counts = self.as_dict()

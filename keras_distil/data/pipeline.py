@@ -83,26 +83,56 @@ def documents_to_sequences(documents: tf.data.Dataset, tokenizer: WordPieceToken
     return documents.batch(TOKENIZE_BATCH).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def sequence_dataset(sources, data_config, tokenizer, input_context=None, shuffle_seed: int | None = None,
-                     stats: DataStats | None = None) -> tf.data.Dataset:
-    """Token-id sequences (int32 [L], [CLS] ... [SEP], min_len <= L <= max_len) of every source, in turn."""
+def _log_stats_sentinel(stats: DataStats, what: str) -> tf.data.Dataset:
+    """A dataset of one empty batch whose production logs ``stats``: appended to the raw-text batches, it
+    reports the counters (cumulative) each time a pass over the corpus ends, also under ``repeat()``."""
+
+    def log_now():
+        stats.log(what)
+        return np.int64(0)
+
+    def empty_batch(_):
+        done = tf.py_function(log_now, [], tf.int64, name="log_corpus_stats")
+        return tf.RaggedTensor.from_row_splits(tf.zeros([0], tf.int32), tf.zeros([1], tf.int64) + 0 * done)
+
+    return tf.data.Dataset.from_tensors(tf.constant(0)).map(empty_batch)
+
+
+def sequence_dataset(sources, data_config, tokenizer=None, input_context=None, shuffle_seed: int | None = None,
+                     stats: DataStats | None = None, log_each_pass: bool = False) -> tf.data.Dataset:
+    """Token-id sequences (int32 [L], [CLS] ... [SEP], min_len <= L <= max_len) of every source, in turn
+    (raw text and TFDS sources first, then prepared shards).
+
+    ``stats`` counts what the raw sources yield and drop; with ``log_each_pass`` they are also logged
+    whenever a pass over the raw sources ends.
+    """
     tokenizer = as_tokenizer(tokenizer, data_config)
-    parts = []
+    raw, shards = [], []
     for source in as_sources(sources):
         if isinstance(source, ShardSource):
             manifest = read_manifest(source.directory)
             check_manifest(source.directory, manifest, tokenizer, data_config.max_len)
-            parts.append(shard_sequences(source, input_context, shuffle_seed))
+            shards.append(shard_sequences(source, input_context, shuffle_seed))
             continue
         if isinstance(source, TfdsSource):
             documents = tfds_documents(source, input_context)
         else:
             documents = text_documents(source, data_config.document_separator, data_config.invalid_utf8,
                                        input_context, shuffle_seed)
-        parts.append(documents_to_sequences(documents, tokenizer, data_config, stats).unbatch())
-    ds = parts[0]
-    for part in parts[1:]:
-        ds = ds.concatenate(part)
+        raw.append(documents_to_sequences(documents, tokenizer, data_config, stats))
+    parts = []
+    if raw:
+        batches = _concatenate(raw)
+        if stats is not None and log_each_pass:
+            batches = batches.concatenate(_log_stats_sentinel(stats, "corpus (cumulative, after a full pass)"))
+        parts.append(batches.unbatch())
+    return _concatenate(parts + shards)
+
+
+def _concatenate(datasets: list[tf.data.Dataset]) -> tf.data.Dataset:
+    ds = datasets[0]
+    for other in datasets[1:]:
+        ds = ds.concatenate(other)
     return ds
 
 
@@ -201,8 +231,9 @@ def build_training_dataset(data_config, sources, tokenizer=None, token_counts=No
       input_context: a ``tf.distribute.InputContext``: read this pipeline's share and batch
         ``batch_size / num_replicas_in_sync`` per replica.
       repeat: loop over the corpus forever (training); False for one pass (evaluation).
-      stats: counters of documents / dropped sequences / invalid UTF-8 while raw text is read
-        (prepared shards carry theirs in the manifest, which is logged here).
+      stats: counters of documents / dropped sequences / invalid UTF-8 while raw text is read; they are
+        logged (cumulative) at the end of every pass; None: a fresh ``DataStats``. Prepared shards carry
+        their counts in the manifest, which is logged here.
       drop_remainder: drop partial batches; default ``repeat`` (a repeated stream has none anyway).
       check_nonempty: fail now, naming the sources, when they yield no sequence at all.
 
@@ -228,7 +259,10 @@ def build_training_dataset(data_config, sources, tokenizer=None, token_counts=No
     probabilities = sampling_probabilities(
         tokenizer.vocab_size, tokenizer.special_ids.all(),
         resolve_token_counts(token_counts, sources, tokenizer.vocab_size), data_config.mlm_smoothing)
-    ds = sequence_dataset(sources, data_config, tokenizer, input_context, data_config.seed, stats)
+    if stats is None and any(not isinstance(s, ShardSource) for s in sources):
+        stats = DataStats()
+    ds = sequence_dataset(sources, data_config, tokenizer, input_context, data_config.seed, stats,
+                          log_each_pass=True)
     ds = ds.shuffle(data_config.shuffle_buffer, seed=data_config.seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
