@@ -83,6 +83,12 @@ def test_vocab_without_special_tokens_names_them(tmp_path):
         load_vocab(path)
 
 
+def test_duplicate_vocab_tokens_are_named(tmp_path):
+    path = write_lines(tmp_path / "vocab.txt", [*SPECIALS, "hello", "world", "hello"])
+    with pytest.raises(DataError, match=r"vocab.txt: duplicate token\(s\) 'hello' \(ids 5 and 7\)"):
+        WordPieceTokenizer.from_vocab_file(path)
+
+
 def test_tokenizer_config_settings(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": false, "strip_accents": null}')
     assert read_tokenizer_config(tmp_path) == {"lowercase": False}

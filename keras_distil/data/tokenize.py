@@ -118,9 +118,13 @@ class WordPieceTokenizer(tf.Module):
         self.lowercase = bool(lowercase)
         # Hugging Face: strip_accents=None follows do_lower_case.
         self.strip_accents = self.lowercase if strip_accents is None else bool(strip_accents)
-        index = {}
+        index: dict[str, int] = {}
+        duplicates = []
         for i, token in enumerate(self.vocab):
-            index.setdefault(token, i)
+            if index.setdefault(token, i) != i:
+                duplicates.append(f"{token!r} (ids {index[token]} and {i})")
+        if duplicates:  # tensorflow-text would only say "Tokens in the vocabulary must be unique."
+            raise DataError(f"{vocab_file or 'vocabulary'}: duplicate token(s) {', '.join(duplicates[:10])}")
         self.special_ids = SpecialIds(*(index[t] for t in SPECIAL_TOKENS))
         self._wordpiece = tf_text.FastWordpieceTokenizer(
             vocab=self.vocab, token_out_type=tf.int32, unknown_token="[UNK]",
