@@ -97,6 +97,11 @@ def loaded(saved):
     return tf.saved_model.load(saved.path)
 
 
+def test_saved_model_stores_each_weight_once(saved, student):
+    data = os.path.join(saved.path, "variables", "variables.data-00000-of-00001")
+    assert os.path.getsize(data) <= 1.25 * 4 * student.count_params()  # ExportArchive alone writes 2x
+
+
 def test_saved_model_in_tf_serving_layout_with_report(saved):
     assert saved.path.endswith(os.path.join("run", "1"))  # <out>/<name>/<version>
     for name in ("saved_model.pb", "variables/variables.index", "export_report.json"):

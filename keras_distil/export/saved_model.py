@@ -73,7 +73,24 @@ def write_archive(folder: str, model, with_logits: bool, tokenizer=None, packer=
     if tokenizer is not None:
         archive.track(tokenizer)
         archive.add_endpoint(TEXT_SIGNATURE, text_function(serve_ids, tokenizer.tokenize, packer), text_spec())
+    _drop_duplicate_variable_lists(archive)
     archive.write_out(folder, verbose=False)
+
+
+def _drop_duplicate_variable_lists(archive) -> None:
+    """Save each weight once: halves the SavedModel (measured: 77 MB -> 39 MB for 9.7M parameters).
+
+    ExportArchive (Keras 3.15) checkpoints every weight twice: the Keras variables that ``track()`` lists
+    (only so that ``loaded.variables`` exists) and the ``tf.Variable`` objects the endpoints capture
+    (``_all_variables``, filled at ``write_out``). Serving and conversion use only the captured ones; the
+    export's reload-and-compare check proves nothing is lost.
+    """
+    trackable = getattr(archive, "_tf_trackable", None)
+    if trackable is None:  # a future Keras without these internals: keep its default (larger) layout
+        return
+    for attr in ("variables", "trainable_variables", "non_trainable_variables"):
+        if isinstance(getattr(trackable, attr, None), list):
+            setattr(trackable, attr, [])
 
 
 def load(folder: str):
