@@ -13,18 +13,28 @@ TRAIN = TrainConfig(learning_rate=1e-2, warmup_prop=0.0)
 
 
 def _train(strategy, batches, micro_batch, k, steps, train=TRAIN, **kw):
-    distiller = build_distiller(strategy, train, steps, **kw)
-    trainer = Trainer(distiller, strategy, steps, micro_batches=k, console=False)
+    distiller = build_distiller(strategy, train, steps)
+    trainer = Trainer(distiller, strategy, steps, micro_batches=k, console=False,
+                      hparams={"train": train.to_dict()}, **kw)
     logs = trainer.fit(slices_dataset_fn(batches, micro_batch))
     return weights(distiller.student), logs
 
 
-def test_four_micro_batches_of_8_equal_one_batch_of_32():
+def _events(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
+
+
+def test_four_micro_batches_of_8_equal_one_batch_of_32(tmp_path):
     # Uneven padding and masks: a mean of micro-batch means would differ from the 32-batch mean.
     batches = global_batches(make_batch, 2, 32, seed=3)
     default = tf.distribute.get_strategy()
     whole, whole_logs = _train(default, batches, 32, 1, 2)
-    accumulated, acc_logs = _train(default, batches, 8, 4, 2)
+    accumulated, acc_logs = _train(default, batches, 8, 4, 2, logdir=str(tmp_path / "logs"), log_every=1)
     diff = max_diff(whole, accumulated)
     print(f"4x8 vs 1x32 after 2 AdamW steps: max |dw| = {diff:.2e}")
     assert diff <= 1e-5
@@ -33,6 +43,16 @@ def test_four_micro_batches_of_8_equal_one_batch_of_32():
     # The weights moved: the comparison is not between two untouched models.
     untouched = weights(build_distiller(default, TRAIN, 2).student)
     assert max_diff(untouched, whole) > 1e-3
+
+    # TensorBoard: every loss term, the learning rate, the gradient norm, tokens/s, the hyperparameters.
+    events = _events(tmp_path / "logs")
+    for tag in ("loss/total", "loss/ce", "loss/mlm", "loss/cos", "learning_rate", "grad_norm", "tokens_per_sec"):
+        assert [step for step, _ in events[tag]] == [1, 2], tag
+    assert float(events["loss/total"][-1][1]) == pytest.approx(acc_logs["loss"], rel=1e-6)
+    # No warm-up, linear decay over 2 steps: 1e-2 then 0.5e-2.
+    assert [float(v) for _, v in events["learning_rate"]] == pytest.approx([1e-2, 1e-2 * 0.5])
+    assert all(float(v) > 0 for _, v in events["tokens_per_sec"])
+    assert "config" in events and "_hparams_/session_start_info" in events
 
 
 def test_two_replicas_with_clipping_equal_one_device():
