@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,14 +53,24 @@ def inputs(batch: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"token_ids": ids, "padding_mask": np.ones_like(ids)}
 
 
-def time_saved_model(folder: str, vocab: int, calls: int) -> dict[int, float]:
+def time_saved_models(folders: dict[str, str], vocab: int, calls: int) -> dict[str, dict[int, float]]:
+    """Median seconds per call of each SavedModel, the models' calls interleaved round by round so that
+    load from other processes on a shared machine falls on teacher and student alike."""
     import tensorflow as tf
 
-    fn = tf.saved_model.load(folder).signatures[saved_model.IDS_SIGNATURE]
-    out = {}
+    fns = {name: tf.saved_model.load(path).signatures[saved_model.IDS_SIGNATURE] for name, path in folders.items()}
+    out = {name: {} for name in folders}
     for b in BATCHES:
         x = {k: tf.constant(v) for k, v in inputs(b, vocab).items()}
-        out[b] = time_calls(lambda x=x: fn(**x)["hidden"].numpy(), calls, warmup=2)
+        times = {name: [] for name in folders}
+        for round_ in range(calls + 2):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn(**x)["hidden"].numpy()
+                if round_ >= 2:  # two warm-up rounds
+                    times[name].append(time.perf_counter() - start)
+        for name in folders:
+            out[name][b] = float(np.median(times[name]))
     return out
 
 
@@ -92,13 +103,14 @@ def main(argv=None) -> int:
     vocab = cfg["vocab_size"]
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        folders = {}
-        for name, model in (("teacher", teacher), ("student", student)):
-            folders[name] = os.path.join(work, name)
+        models = {"teacher": teacher, "student": student}
+        folders = {name: os.path.join(work, name) for name in models}
+        for name, model in models.items():
             saved_model.write_archive(folders[name], model, args.logits)
-            rows.append(row(f"{name} SavedModel", model.count_params(), folder_size(folders[name]),
-                            time_saved_model(folders[name], vocab, args.calls)))
-            print(f"timed {name} SavedModel", flush=True)
+        times = time_saved_models(folders, vocab, args.calls)
+        for name, model in models.items():
+            rows.append(row(f"{name} SavedModel", model.count_params(), folder_size(folders[name]), times[name]))
+        print("timed the SavedModels", flush=True)
         calibration = [inputs(1, vocab, seed)["token_ids"][0] for seed in range(1, 33)]
         for q in args.quantize:
             path = os.path.join(work, f"student_{q}.tflite")

@@ -239,13 +239,23 @@ def test_unknown_format_and_quantisation(run, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_failed_check_removes_the_half_written_export(run, tmp_path, monkeypatch):
-    monkeypatch.setitem(verify.TOLERANCES, "none", -1.0)  # no export can pass: the check must fail
-    with pytest.raises(ExportError, match="does not reproduce the model") as e:
-        export(run, "saved_model", out=str(tmp_path), text=False)
-    assert "serving_default" in str(e.value)
-    assert not (tmp_path / "run" / "1").exists()
+def test_failed_check_removes_the_half_written_export_and_keeps_the_old_one(run, tmp_path, monkeypatch):
+    first = export(run, "saved_model", out=str(tmp_path), text=False)
+    pb = os.path.join(first.path, "saved_model.pb")
+    before = os.path.getmtime(pb)
+    with monkeypatch.context() as m:
+        m.setitem(verify.TOLERANCES, "none", -1.0)  # no export can pass: the check must fail
+        with pytest.raises(ExportError, match="does not reproduce the model") as e:
+            export(run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
+        assert "serving_default" in str(e.value)
+        with pytest.raises(ExportError, match="does not reproduce the model"):
+            export(run, "saved_model", out=str(tmp_path), version=2, text=False)
+    assert os.path.getmtime(pb) == before  # the failed overwrite left version 1 as it was
+    assert not (tmp_path / "run" / "2").exists()
     assert _leftovers(tmp_path / "run") == []
+    again = export(run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
+    assert again.path == first.path and os.path.getmtime(pb) != before
+    assert sorted(os.listdir(tmp_path / "run")) == ["1"]
 
 
 def _parse(argv):
