@@ -216,8 +216,30 @@ def test_source_without_student(tmp_path, capsys):
     with pytest.raises(ExportError, match="no such file"):
         export(str(tmp_path / "missing"), out=str(tmp_path / "out"))
     args = _parse(["export", str(empty_run), "--out", str(tmp_path / "out")])
-    assert run_export(args) == 1
+    assert run_export(args) == 2
     assert "no student" in capsys.readouterr().err
+
+
+def test_run_folder_as_the_trainer_leaves_it(run, tmp_path):
+    """student/student.keras + student/keras_hub/ (preset with tokenizer), config.json naming train_data."""
+    import shutil
+
+    from keras_distil.export.source import resolve_source
+    from keras_distil.models.checkpoints import save_student
+    from keras_distil.models.tokenizer_settings import TokenizerSettings
+
+    trained = tmp_path / "my-run"
+    (trained / "student").mkdir(parents=True)
+    shutil.copy(os.path.join(run, "student", "student.keras"), trained / "student" / "student.keras")
+    save_student(load_student(run), str(trained / "student" / "keras_hub"), "keras_hub",
+                 tokenizer=TokenizerSettings(tuple(VOCAB), True, True))
+    shutil.copy(os.path.join(run, "corpus.txt"), trained / "corpus.txt")
+    (trained / "config.json").write_text(json.dumps({"train_data": ["corpus.txt"], "data": {"max_len": 24}}))
+    source = resolve_source(str(trained))
+    assert source.path == str(trained / "student" / "student.keras")
+    assert list(source.tokenizer.vocab) == VOCAB and source.tokenizer.lowercase
+    assert source.corpus == [str(trained / "corpus.txt")] and source.data_config.max_len == 24
+    assert source.name == "my-run"
 
 
 def test_unwritable_destination(run, tmp_path):

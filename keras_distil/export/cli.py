@@ -54,7 +54,7 @@ def run_export(args: argparse.Namespace) -> int:
                         min_top1=args.min_top1, min_cosine=args.min_cosine)
     except ExportError as e:
         print(f"keras-distil export: error: {e}", file=sys.stderr)
-        return 1
+        return 2  # as keras_distil.cli does for every command's errors
     print(result.summary())
     return 0
 
