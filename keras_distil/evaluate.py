@@ -1,0 +1,322 @@
+"""``keras-distil evaluate``: how good a masked-LM model is on held-out text, and how close to its teacher.
+
+For every model, on the same masked batches:
+
+* ``masked_lm_accuracy``: top-1 accuracy at the masked positions, weighted by ``mask_weights``;
+* ``perplexity``: ``exp`` of the mean negative log-likelihood of the true tokens there (``nll``);
+* ``params``: number of weights; ``latency_s``: median seconds per batch of a ``tf.function`` forward
+  (MLM logits at the masked positions) over ``latency_runs`` runs on the first batch, after a warm-up.
+
+With a teacher, every other model also gets ``vs_teacher``:
+
+* ``top1_agreement``: fraction of masked positions where both predict the same token;
+* ``kl``: mean ``KL(teacher || model)`` of the output distributions at the masked positions, T = 1;
+* ``hidden_cosine``: mean over non-pad tokens of ``cos(h_teacher, h_model)`` (last hidden states);
+* ``sentence_cosine``: mean over sequences of the cosine of the mean-pooled (non-pad) hidden states;
+* ``accuracy_retention`` (model accuracy / teacher's), ``perplexity_ratio``, ``speedup`` (teacher
+  latency / model's) and ``param_ratio`` (model params / teacher's).
+
+The cosines need equal widths; they are null otherwise. Masking is deterministic: the held-out batches
+are built by the training pipeline with a fixed seed, uniform masking (no frequency smoothing) and
+no shuffling across runs, so every model and every run sees the same positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_distil import losses
+from keras_distil.config import ConfigError, DataConfig
+
+logger = logging.getLogger("keras_distil.evaluate")
+
+EVAL_SEED = 1234  # the masking / order seed of held-out batches: the same positions for every model and run
+REPORT_FORMAT = "keras-distil-evaluation"
+
+
+# ---- per-batch sums (float64; divided once at the end) -----------------------------------------
+
+def masked_lm_sums(logits, mask_ids, mask_weights) -> dict[str, float]:
+    """``weight``, ``correct`` and ``nll`` summed over the masked slots of one batch ([B, P, V] logits)."""
+    w = tf.cast(mask_weights, tf.float32)
+    nll = losses.mlm_cross_entropy_per_token(mask_ids, logits)
+    correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(mask_ids, tf.int32)),
+                      tf.float32)
+    return {"weight": float(tf.reduce_sum(w)), "correct": float(tf.reduce_sum(correct * w)),
+            "nll": float(tf.reduce_sum(nll * w))}
+
+
+def agreement_sums(teacher_logits, model_logits, mask_weights) -> dict[str, float]:
+    """``agree`` (same top-1 token) and ``kl`` (``KL(teacher || model)`` at T = 1) summed over masked slots."""
+    w = tf.cast(mask_weights, tf.float32)
+    same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(model_logits, axis=-1))
+    kl = losses.soft_target_kl_per_token(model_logits, teacher_logits, 1.0)
+    return {"agree": float(tf.reduce_sum(tf.cast(same, tf.float32) * w)), "kl": float(tf.reduce_sum(kl * w))}
+
+
+def mean_pool(hidden, padding_mask):
+    """Mean of the hidden states [B, L, H] over the non-pad tokens: [B, H]."""
+    mask = tf.cast(padding_mask, tf.float32)[..., None]
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(hidden, tf.float32) * mask, axis=1),
+                                 tf.reduce_sum(mask, axis=1))
+
+
+def cosine_sums(teacher_hidden, model_hidden, padding_mask) -> dict[str, float]:
+    """``tokens`` / ``hidden_cos`` over non-pad tokens and ``sequences`` / ``sentence_cos`` per sequence."""
+    padding = tf.cast(padding_mask, tf.float32)
+    token_cos = 1.0 - losses.cosine_distance_per_token(model_hidden, teacher_hidden)
+    sentence_cos = 1.0 - losses.cosine_distance_per_token(mean_pool(model_hidden, padding_mask),
+                                                          mean_pool(teacher_hidden, padding_mask))
+    has_tokens = tf.cast(tf.reduce_sum(padding, axis=1) > 0, tf.float32)
+    return {"tokens": float(tf.reduce_sum(padding)), "hidden_cos": float(tf.reduce_sum(token_cos * padding)),
+            "sequences": float(tf.reduce_sum(has_tokens)),
+            "sentence_cos": float(tf.reduce_sum(sentence_cos * has_tokens))}
+
+
+def _add(total: dict, part: dict) -> None:
+    for key, value in part.items():
+        total[key] = total.get(key, 0.0) + value
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+# ---- models ------------------------------------------------------------------------------------
+
+def count_params(model) -> int:
+    return int(sum(int(np.prod(v.shape)) for v in model.weights))
+
+
+def _inputs(batch) -> dict:
+    keys = ("token_ids", "padding_mask", "segment_ids", "mask_positions")
+    return {k: tf.convert_to_tensor(batch[k]) for k in keys if k in batch}
+
+
+def forward_fn(model):
+    """A compiled inference forward: the batch dict -> the model's outputs (logits at mask_positions)."""
+    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+
+def median_latency(forward, batch, runs: int = 10, warmup: int = 2) -> float:
+    """Median wall seconds of ``forward(batch)`` over ``runs`` (after ``warmup`` untimed calls)."""
+    inputs = _inputs(batch)
+    for _ in range(warmup):
+        tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _check_models(models: dict, teacher_name: str | None) -> None:
+    if not models:
+        raise ConfigError("evaluate: no model given")
+    if teacher_name is not None and teacher_name not in models:
+        raise ConfigError(f"evaluate: teacher {teacher_name!r} is not among the models ({', '.join(models)})")
+    sizes = {name: getattr(getattr(m, "model_config", None), "vocab_size", None) for name, m in models.items()}
+    known = {s for s in sizes.values() if s is not None}
+    if len(known) > 1:
+        raise ConfigError("evaluate: the models do not share a vocabulary (vocab_size "
+                          + ", ".join(f"{n}={s}" for n, s in sizes.items()) + ")")
+    for name, model in models.items():
+        if getattr(model, "with_mlm_head", True) is False:
+            raise ConfigError(f"evaluate: model {name!r} has no MLM head; masked-token accuracy needs one")
+
+
+def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_batches: int | None = None,
+                    latency_runs: int = 10) -> dict:
+    """Evaluate ``models`` (name -> BertMLM-like model) on the masked batches of ``dataset`` (a
+    ``tf.data.Dataset`` or an iterable of batch dicts); returns a JSON-able report (module docstring).
+
+    ``teacher_name``: the model the others are compared with; ``latency_runs`` 0 skips timing.
+    """
+    _check_models(models, teacher_name)
+    forwards = {name: forward_fn(model) for name, model in models.items()}
+    mlm = {name: {} for name in models}
+    versus = {name: {} for name in models if name != teacher_name}
+    batches = sequences = 0
+    first = None
+    for batch in dataset:
+        if max_batches is not None and batches >= max_batches:
+            break
+        batch = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+        first = first if first is not None else batch
+        inputs = _inputs(batch)
+        sequences += int(tf.reduce_sum(tf.cast(tf.reduce_any(tf.cast(batch["padding_mask"], tf.bool), axis=1), tf.int32)))
+        outputs = {name: forwards[name](inputs) for name in models}
+        for name, out in outputs.items():
+            _add(mlm[name], masked_lm_sums(out["logits"], batch["mask_ids"], batch["mask_weights"]))
+        if teacher_name is not None:
+            t_out = outputs[teacher_name]
+            for name in versus:
+                _add(versus[name], agreement_sums(t_out["logits"], outputs[name]["logits"], batch["mask_weights"]))
+                if outputs[name]["hidden"].shape[-1] == t_out["hidden"].shape[-1]:
+                    _add(versus[name], cosine_sums(t_out["hidden"], outputs[name]["hidden"], batch["padding_mask"]))
+        batches += 1
+    if first is None:
+        raise ConfigError("evaluate: the evaluation data yielded no batch")
+    report = {"format": REPORT_FORMAT, "teacher": teacher_name, "models": {},
+              "data": {"batches": batches, "sequences": sequences,
+                       "masked_tokens": int(next(iter(mlm.values()))["weight"])}}
+    for name, model in models.items():
+        sums = mlm[name]
+        nll = _ratio(sums["nll"], sums["weight"])
+        report["models"][name] = {
+            "params": count_params(model),
+            "masked_lm_accuracy": _ratio(sums["correct"], sums["weight"]),
+            "nll": nll,
+            "perplexity": math.exp(nll) if nll is not None else None,
+            "latency_s": median_latency(forwards[name], first, latency_runs) if latency_runs > 0 else None,
+        }
+    if teacher_name is not None:
+        teacher = report["models"][teacher_name]
+        for name, sums in versus.items():
+            entry = report["models"][name]
+            entry["vs_teacher"] = {
+                "top1_agreement": _ratio(sums["agree"], mlm[name]["weight"]),
+                "kl": _ratio(sums["kl"], mlm[name]["weight"]),
+                "hidden_cosine": _ratio(sums.get("hidden_cos", 0.0), sums.get("tokens", 0.0)),
+                "sentence_cosine": _ratio(sums.get("sentence_cos", 0.0), sums.get("sequences", 0.0)),
+                "accuracy_retention": _ratio(entry["masked_lm_accuracy"] or 0.0, teacher["masked_lm_accuracy"] or 0.0),
+                "perplexity_ratio": _ratio(entry["perplexity"] or 0.0, teacher["perplexity"] or 0.0),
+                "speedup": _ratio(teacher["latency_s"] or 0.0, entry["latency_s"] or 0.0),
+                "param_ratio": _ratio(entry["params"], teacher["params"]),
+            }
+    return report
+
+
+# ---- held-out batches --------------------------------------------------------------------------
+
+def heldout_batches(sources, tokenizer, data_config: DataConfig | None = None, seed: int = EVAL_SEED):
+    """Masked batches of held-out text, the same on every call: the training pipeline with one pass, a
+    fixed seed, uniform masking (``mlm_smoothing=0``) and partial batches kept."""
+    from keras_distil.data.pipeline import build_training_dataset
+
+    config = (data_config or DataConfig()).replace(seed=seed, mlm_smoothing=0.0)
+    return build_training_dataset(config, sources, tokenizer, repeat=False, drop_remainder=False)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def _named(spec: str, default: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> (NAME, PATH); a bare PATH is named ``default``."""
+    name, sep, path = spec.partition("=")
+    if sep and name and not os.path.exists(spec):
+        return name, path
+    return default, spec
+
+
+def load_models(model_specs: list[str], teacher_spec: str | None):
+    """``(models, teacher_name, tokenizer_settings)`` from checkpoint paths (``load_teacher``: HF folder,
+    KerasHub preset or .keras). The tokenizer is the teacher's, else the first model's that has one."""
+    from keras_distil.models.checkpoints import load_teacher
+
+    specs = []
+    if teacher_spec:
+        specs.append(_named(teacher_spec, "teacher"))
+    for i, spec in enumerate(model_specs):
+        specs.append(_named(spec, "model" if len(model_specs) == 1 else f"model{i + 1}"))
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"evaluate: model names must differ, got {', '.join(names)} (use NAME=PATH)")
+    models, tokenizer = {}, None
+    for name, path in specs:
+        loaded = load_teacher(path, require_mlm_head=True)
+        models[name] = loaded.model
+        tokenizer = tokenizer or loaded.tokenizer
+    return models, (specs[0][0] if teacher_spec else None), tokenizer
+
+
+def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``evaluate --model PATH [--teacher PATH] --data PATH ...`` on argparse ``subparsers``."""
+    parser = subparsers.add_parser(
+        "evaluate", help="masked-token accuracy / perplexity on held-out text, teacher-student agreement",
+        description="Evaluate masked-LM models on held-out text with deterministic masking. Models are Hugging "
+                    "Face folders, KerasHub presets or .keras files; give several --model NAME=PATH to compare.")
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
+                        help="model to evaluate; repeatable")
+    parser.add_argument("--teacher", metavar="[NAME=]PATH", help="teacher: the others are compared with it")
+    parser.add_argument("--data", action="append", required=True, metavar="PATH",
+                        help="held-out text (one document per line), a prepared folder or tfds:NAME; repeatable")
+    parser.add_argument("--vocab", metavar="VOCAB.txt",
+                        help="WordPiece vocabulary (default: the teacher's, else the model's)")
+    parser.add_argument("--no-lowercase", action="store_true", help="with --vocab: a cased vocabulary")
+    parser.add_argument("--max-len", type=int, default=128, help="tokens per sequence (default 128)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per batch (default 32)")
+    parser.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches")
+    parser.add_argument("--latency-runs", type=int, default=10, help="timed forwards per model (0: no timing)")
+    parser.add_argument("--seed", type=int, default=EVAL_SEED, help=f"masking seed (default {EVAL_SEED})")
+    parser.add_argument("--out", metavar="REPORT.json", help="also write the report here (atomically)")
+    parser.set_defaults(func=run_evaluate)
+    return parser
+
+
+def _tokenizer_for(args, settings):
+    from keras_distil.data.tokenize import WordPieceTokenizer
+
+    if args.vocab:
+        return WordPieceTokenizer.from_vocab_file(args.vocab, lowercase=not args.no_lowercase)
+    if settings is None:
+        raise ConfigError("evaluate: no checkpoint carries a vocabulary (a .keras file of a BertMLM); pass --vocab")
+    return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
+                              vocab_file=settings.vocab_file)
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of the report."""
+    rows = [("model", "params", "MLM acc", "ppl", "ms/batch", "agree", "KL", "cos", "retention", "speedup")]
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    for name, m in report["models"].items():
+        v = m.get("vs_teacher", {})
+        rows.append((name, f"{m['params']:,}", fmt(m["masked_lm_accuracy"], ".4f"), fmt(m["perplexity"], ".2f"),
+                     fmt(None if m["latency_s"] is None else 1000 * m["latency_s"], ".1f"),
+                     fmt(v.get("top1_agreement"), ".4f"), fmt(v.get("kl"), ".4f"), fmt(v.get("hidden_cosine"), ".4f"),
+                     fmt(v.get("accuracy_retention"), ".3f"), fmt(v.get("speedup"), ".2f")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from keras_distil.data.base import atomic_write_json
+
+    models, teacher_name, settings = load_models(args.model, args.teacher)
+    tokenizer = _tokenizer_for(args, settings)
+    data_config = DataConfig(max_len=args.max_len, batch_size=args.batch_size, lowercase=tokenizer.lowercase,
+                             strip_accents=tokenizer.strip_accents)
+    report = evaluate_models(models, heldout_batches(args.data, tokenizer, data_config, args.seed), teacher_name,
+                             max_batches=args.max_batches, latency_runs=args.latency_runs)
+    report["data"].update({"sources": list(args.data), "seed": args.seed, "max_len": args.max_len,
+                           "batch_size": args.batch_size})
+    print(format_report(report))
+    if args.out:
+        atomic_write_json(args.out, report)
+        print(f"report: {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m keras_distil.evaluate ...`` until the CLI registers the command."""
+    parser = argparse.ArgumentParser(prog="keras-distil")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_evaluate_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
