@@ -68,7 +68,8 @@ def test_jit_decision_and_reason():
     cpu = dict(on_cpu=True, precision="float32")
     assert decide_jit("auto", strategy_kind="mirrored", num_replicas=2, **cpu) == (
         False, "MirroredStrategy on logical CPUs: XLA fails (resource on CPU:1 accessed from CPU:0)")
-    assert decide_jit("auto", strategy_kind="default", num_replicas=1, **cpu)[0] is True
+    assert decide_jit("auto", strategy_kind="default", num_replicas=1, **cpu)[0] is False
+    assert decide_jit("auto", strategy_kind="default", num_replicas=1, on_cpu=False, precision="float32")[0]
     assert decide_jit("auto", strategy_kind="default", num_replicas=1, on_cpu=True,
                       precision="mixed_bfloat16")[0] is False
     assert decide_jit("auto", strategy_kind="multiworker", num_replicas=2, **cpu)[0] is False

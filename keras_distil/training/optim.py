@@ -112,10 +112,10 @@ def decide_jit(setting: str, *, strategy_kind: str, num_replicas: int, on_cpu: b
                precision: str) -> tuple[bool, str]:
     """``(use_xla, reason)`` for ``train.jit_compile`` = on | off | auto. Pure; the reason is logged.
 
-    auto follows measurements (STACK-NOTES, benchmarks/replicas.py): XLA fails under MirroredStrategy on
-    logical CPUs (a resource on CPU:1 read from CPU:0); multi-worker collectives are left outside XLA;
-    on a CPU it pays in float32 (~10 % per step after a compile of several seconds per bucket shape) and
-    costs with bfloat16; TPUs always compile.
+    auto follows measurements (benchmarks/replicas.py, docs/runtime.md): XLA fails under MirroredStrategy
+    on logical CPUs (a resource on CPU:1 read from CPU:0); multi-worker collectives are left outside XLA;
+    on a CPU it did not pay (float32: 2.33 vs 2.26 s/step, plus a compile for every bucket length;
+    bfloat16 slower still); TPUs always compile; a single accelerator gets it (not measurable here).
     """
     if setting == "on":
         return True, "train.jit_compile=on"
@@ -131,8 +131,7 @@ def decide_jit(setting: str, *, strategy_kind: str, num_replicas: int, on_cpu: b
         return False, "MirroredStrategy on logical CPUs: XLA fails (resource on CPU:1 accessed from CPU:0)"
     if num_replicas > 1:
         return False, "multi-replica GPU step: not verified with XLA on this stack"
-    if on_cpu and precision == "mixed_bfloat16":
-        return False, "CPU with mixed_bfloat16: measured slower with XLA"
     if on_cpu:
-        return True, "one CPU device, float32: measured ~10 % faster per step with XLA"
-    return True, "one accelerator: XLA fuses the step"
+        return False, (f"CPU ({precision}): XLA measured no faster per step, and it compiles once per "
+                       "bucket length")
+    return True, "one accelerator: XLA fuses the step's element-wise work"
