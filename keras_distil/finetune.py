@@ -248,6 +248,10 @@ class TaskDistiller(keras.Model):
                               "not both 0")
         if teacher.num_classes != student.num_classes:
             raise ConfigError(f"the teacher has {teacher.num_classes} classes, the student {student.num_classes}")
+        sizes = [getattr(getattr(m.encoder, "model_config", None), "vocab_size", None) for m in (teacher, student)]
+        if None not in sizes and sizes[0] != sizes[1]:
+            raise ConfigError(f"model.vocab_size: the teacher has {sizes[0]} tokens, the student {sizes[1]}; they "
+                              "must share the vocabulary (both read the same token ids)")
         self.teacher, self.student = teacher, student
         self.teacher.trainable = False
         self.temperature, self.alpha_soft, self.alpha_hard = float(temperature), float(alpha_soft), float(alpha_hard)

@@ -164,3 +164,13 @@ def test_cli_on_keras_files(tmp_path, text_files, tiny_models, capsys):
         assert report["models"]["same"][key] == report["models"]["teacher"][key]
     with pytest.raises(ConfigError, match="pass --vocab"):
         main(argv[:argv.index("--vocab")] + argv[argv.index("--vocab") + 2:])
+
+
+def test_registered_in_the_cli(tmp_path, monkeypatch, capsys):
+    """The one-line hook the CLI owner adds; a missing checkpoint is a one-line error with status 2."""
+    from keras_distil import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", ("keras_distil.evaluate", "add_evaluate_parser", "evaluate"))
+    missing = str(tmp_path / "nothing")
+    assert cli.main(["evaluate", "--model", missing, "--data", missing]) == 2
+    assert f"keras-distil evaluate: error: {missing}: no such file or folder" in capsys.readouterr().err

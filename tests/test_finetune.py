@@ -167,3 +167,24 @@ def test_numeric_labels_sort_numerically(tmp_path):
     task = load_text_classification(path, path)
     assert task.label_names == ["1", "2", "10"] and task.train.labels.tolist() == [2, 1, 0, 1]
     assert tf.is_tensor(tf.constant(task.train.labels))
+
+
+def test_registered_in_the_cli_errors_are_one_line(tmp_path, task_files, monkeypatch, capsys):
+    """The one-line hook the CLI owner adds; a bad file ends in `error: <file>: ...` and exit status 2."""
+    from keras_distil import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "finetune", ("keras_distil.finetune", "add_finetune_parser", "finetune"))
+    empty = _write(tmp_path / "empty.tsv", "")
+    rc = cli.main(["finetune", "--model", "unused", "--train", empty, "--test", str(task_files / "test.csv"),
+                   "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert f"keras-distil finetune: error: {empty}: empty file" in capsys.readouterr().err
+
+
+def test_teacher_and_student_must_share_the_vocabulary(finetuned):
+    from keras_distil.config import ConfigError
+
+    _, teacher = finetuned
+    student = TextClassifier(build_mlm_model(dict(TINY, vocab_size=130)), 2)
+    with pytest.raises(ConfigError, match="vocab_size: the teacher has 120 tokens, the student 130"):
+        TaskDistiller(teacher, student)
