@@ -109,20 +109,27 @@ def test_text_model_tokenizes_as_training(lite, student, name, tol):
 
 @pytest.mark.slow
 def test_full_integer_int8(run, student, batch, tmp_path):
-    """Full-integer int8 of this 32-wide model misses the 99 % top-1 gate: the export must fail cleanly;
-    accepted with an explicit lower gate, its figures are what we measure here."""
-    with pytest.raises(ExportError, match="model_int8.tflite: masked-token top-1") as e:
-        export(run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True)
-    assert "measured:" in str(e.value)
-    assert not (tmp_path / "run" / "tflite" / "1").exists()
-
-    result = export(run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True, min_top1=0.8)
+    """Full-integer int8 calibrated on masked corpus sequences. On this 32-wide model it lands near the
+    99 % top-1 gate (98 % measured), so the test accepts it under an explicit 0.9 gate and checks its
+    embeddings itself; the refusal path of a failed gate is tested on the SavedModel."""
+    result = export(run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True, min_top1=0.9)
     assert sorted(result.files) == ["export_report.json", "model_int8.tflite"]  # no text variant for int8
+    figures = result.checks["model_int8.tflite"]
+    assert figures["top1_agreement"] >= 0.9 and figures["hidden_cosine_mean"] >= 0.99
     ids, mask = batch
     got = LiteModel(os.path.join(result.path, "model_int8.tflite"))(token_ids=ids, padding_mask=mask)
     want = keras_outputs(student, ids, mask)
-    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= 0.98
-    assert 0.8 <= result.checks["model_int8.tflite"]["top1_agreement"] < 0.99
+    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= 0.99
+
+
+def test_int8_calibration_masks_like_training():
+    from keras_distil.export.calibration import mask_like_training
+
+    seqs = [np.arange(10, 50, dtype=np.int32), np.array([2, 7, 3], np.int32)]
+    masked = mask_like_training(seqs, mask_id=4)
+    assert (masked[0] == 4).sum() == round(0.15 * 38) and masked[0][0] == 10 and masked[0][-1] == 49
+    assert (masked[1] == np.array([2, 7, 3])).all()  # one inner token: 15 % rounds to none
+    assert (seqs[0] != 4).all()  # the inputs are not modified
 
 
 def test_int8_without_corpus_is_refused(run, tmp_path):

@@ -19,6 +19,7 @@ import logging
 import os
 
 from keras_distil.export import verify
+from keras_distil.export.calibration import corpus_sequences, mask_like_training
 from keras_distil.export.errors import ExportError, check_destination, staged_folder
 from keras_distil.export.source import Source, resolve_source, vocab_settings
 from keras_distil.export.tflite import QUANTIZATIONS
@@ -27,6 +28,7 @@ from keras_distil.export.writers import WRITERS, ExportPlan, keras_outputs
 logger = logging.getLogger("keras_distil.export")
 
 FORMATS = tuple(WRITERS)
+TEXT_FORMATS = ("saved_model", "tflite")  # the formats with a raw-text input
 REPORT_FILE = "export_report.json"
 VERIFY_BATCH = 32
 VERIFY_SEQ_LEN = 64
@@ -75,8 +77,6 @@ def _check_options(fmt: str, quantize: tuple[str, ...]) -> None:
 
 def _calibration(source: Source, sources: list[str] | None, max_len: int, count: int, needed: bool):
     """Corpus sequences (verification batch + int8 calibration), or None when no corpus is known."""
-    from keras_distil.export.calibration import corpus_sequences
-
     sources = sources or source.corpus
     if not sources or source.tokenizer is None:
         if needed:
@@ -84,18 +84,26 @@ def _calibration(source: Source, sources: list[str] | None, max_len: int, count:
                               "--calibration with its text files or prepared shard folder"
                               + ("" if source.tokenizer else ", and --vocab"))
         return None
-    return corpus_sequences(sources, source.tokenizer, source.data_config, max_len, VERIFY_BATCH + count)
+    try:
+        return corpus_sequences(sources, source.tokenizer, source.data_config, max_len, VERIFY_BATCH + count)
+    except ExportError as e:
+        if needed:
+            raise
+        logger.warning("verifying on random ids: the run's corpus cannot be read (%s)", e)
+        return None
 
 
-def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",), with_logits=False, text=True, max_len=None,
-                calibration=None, calibration_size=200) -> ExportPlan:
+def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",), with_logits=False, text=True,
+                max_len=None, calibration=None, calibration_size=200) -> ExportPlan:
+    """Check the options against the model and prepare the fixed batch, its reference outputs and the
+    int8 calibration sequences."""
     model = source.model
     cfg = model.model_config
     if max_len is None:
         max_len = source.data_config.max_len if source.data_config else cfg.max_position_embeddings
     if not 3 <= max_len <= cfg.max_position_embeddings:
         raise ExportError(f"--max-len {max_len}: accepted 3..{cfg.max_position_embeddings} (the model's positions)")
-    if text and source.tokenizer is None and fmt in ("saved_model", "tflite"):
+    if text and source.tokenizer is None and fmt in TEXT_FORMATS:
         raise ExportError(f"{source.path}: no vocabulary found for the text signature; pass --vocab vocab.txt "
                           "(and --cased for a cased vocabulary), or --no-text for an ids-only export")
     settings = source.tokenizer
@@ -109,11 +117,13 @@ def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",),
                                ids.get("[CLS]"), ids.get("[SEP]"),
                                sequences[:VERIFY_BATCH] if sequences else None)
     reference = keras_outputs(model, batch.token_ids, batch.padding_mask)
-    return ExportPlan(settings, bool(text and settings is not None and fmt in ("saved_model", "tflite")), max_len, with_logits, tuple(quantize), batch, reference,
-                      sequences[VERIFY_BATCH:] if sequences else None)
+    wants_text = bool(text and settings is not None and fmt in TEXT_FORMATS)
+    calibration = mask_like_training(sequences[VERIFY_BATCH:], ids.get("[MASK]")) if sequences else None
+    return ExportPlan(settings, wants_text, max_len, with_logits, tuple(quantize), batch, reference, calibration)
 
 
-def gate(checks: dict[str, dict], min_top1: float = verify.MIN_TOP1, min_cosine: float = verify.MIN_COSINE) -> list[str]:
+def gate(checks: dict[str, dict], min_top1: float = verify.MIN_TOP1,
+         min_cosine: float = verify.MIN_COSINE) -> list[str]:
     """Every failed threshold, named by artifact."""
     problems = []
     for artifact, figures in checks.items():

@@ -33,6 +33,28 @@ def corpus_sequences(sources: list[str], tokenizer_settings, data_config: DataCo
     return sequences
 
 
+def mask_like_training(sequences: list[np.ndarray], mask_id: int | None, rate: float = 0.15,
+                       seed: int = 0) -> list[np.ndarray]:
+    """Copies with ``rate`` of the inner tokens (not [CLS] / [SEP]) replaced by ``mask_id``.
+
+    Calibrating on unmasked text alone leaves the activations of [MASK] positions outside the int8
+    ranges: on the test student their embeddings then fell to cosine 0.92 and top-1 to 92 %, exactly
+    where masked-token predictions are read.
+    """
+    if mask_id is None:
+        return list(sequences)
+    rng = np.random.default_rng(seed)
+    out = []
+    for seq in sequences:
+        seq = np.array(seq, np.int32)
+        inner = np.arange(1, max(len(seq) - 1, 1))
+        k = int(round(rate * len(inner)))
+        if k:
+            seq[rng.choice(inner, k, replace=False)] = mask_id
+        out.append(seq)
+    return out
+
+
 def representative_dataset(sequences: list[np.ndarray]):
     """A ``TFLiteConverter.representative_dataset``: one sequence per step, as the ids signature's inputs."""
 

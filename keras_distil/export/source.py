@@ -42,10 +42,11 @@ class Source:
     corpus: list[str] | None = None  # the run's training corpus specs, when recorded
 
 
-def _read_run_config(run_dir: str) -> tuple[DataConfig | None, list[str] | None, dict]:
+def _read_run_config(run_dir: str) -> tuple[DataConfig | None, list[str] | None]:
+    """The run's data section and training corpus (None where the run's config.json lacks them)."""
     path = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.isfile(path):
-        return None, None, {}
+        return None, None
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -61,7 +62,7 @@ def _read_run_config(run_dir: str) -> tuple[DataConfig | None, list[str] | None,
         value = next((where[k] for k in CORPUS_KEYS if where.get(k)), None)
         if value and corpus is None:
             corpus = [_relative_to(run_dir, v) for v in ([value] if isinstance(value, str) else value)]
-    return data, corpus, config
+    return data, corpus
 
 
 def _relative_to(run_dir: str, spec) -> str:
@@ -144,7 +145,7 @@ def resolve_source(src: str, vocab: TokenizerSettings | None = None) -> Source:
         raise ExportError(f"{src}: no such file or folder")
     student_dir = os.path.join(src, STUDENT_DIR)
     if os.path.isdir(src) and (os.path.isdir(student_dir) or not _is_checkpoint_folder(src)):
-        data, corpus, _ = _read_run_config(src)
+        data, corpus = _read_run_config(src)
         candidate = _student_candidate(student_dir) if os.path.isdir(student_dir) else None
         if candidate is None:
             raise ExportError(f"{src}: no student in this run folder (looked for {student_dir}/*.keras and a "
