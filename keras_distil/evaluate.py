@@ -216,25 +216,47 @@ def _named(spec: str, default: str) -> tuple[str, str]:
     return default, spec
 
 
-def load_models(model_specs: list[str], teacher_spec: str | None):
-    """``(models, teacher_name, tokenizer_settings)`` from checkpoint paths (``load_teacher``: HF folder,
-    KerasHub preset or .keras). The tokenizer is the teacher's, else the first model's that has one."""
+def load_models(paths: dict[str, str]):
+    """``(models, tokenizer settings)`` of checkpoints by name (``load_teacher``: HF folder, KerasHub preset
+    or .keras); the tokenizer is the first checkpoint's that carries one (None when none does)."""
     from keras_distil.models.checkpoints import load_teacher
 
-    specs = []
-    if teacher_spec:
-        specs.append(_named(teacher_spec, "teacher"))
-    for i, spec in enumerate(model_specs):
-        specs.append(_named(spec, "model" if len(model_specs) == 1 else f"model{i + 1}"))
-    names = [n for n, _ in specs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"evaluate: model names must differ, got {', '.join(names)} (use NAME=PATH)")
     models, tokenizer = {}, None
-    for name, path in specs:
+    for name, path in paths.items():
         loaded = load_teacher(path, require_mlm_head=True)
         models[name] = loaded.model
         tokenizer = tokenizer or loaded.tokenizer
-    return models, (specs[0][0] if teacher_spec else None), tokenizer
+    return models, tokenizer
+
+
+def make_tokenizer(settings=None, vocab_file: str | None = None, lowercase: bool = True):
+    """A WordPieceTokenizer from ``vocab_file`` when given, else from checkpoint tokenizer settings."""
+    from keras_distil.data.tokenize import WordPieceTokenizer
+
+    if vocab_file:
+        return WordPieceTokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
+    if settings is None:
+        raise ConfigError("evaluate: no checkpoint carries a vocabulary (a .keras file of a BertMLM); pass --vocab")
+    return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
+                              vocab_file=settings.vocab_file)
+
+
+def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None = None, vocab_file: str | None = None,
+                         lowercase: bool = True, max_len: int = 128, batch_size: int = 32,
+                         max_batches: int | None = None, latency_runs: int = 10, seed: int = EVAL_SEED) -> dict:
+    """:func:`evaluate_models` on checkpoints by name and held-out text (file paths, prepared folders or
+    ``tfds:`` names); the teacher's checkpoint (listed first) provides the tokenizer unless ``vocab_file``."""
+    if teacher_name is not None and teacher_name in paths:
+        paths = {teacher_name: paths[teacher_name], **paths}
+    models, settings = load_models(paths)
+    tokenizer = make_tokenizer(settings, vocab_file, lowercase)
+    data_config = DataConfig(max_len=max_len, batch_size=batch_size, lowercase=tokenizer.lowercase,
+                             strip_accents=tokenizer.strip_accents)
+    report = evaluate_models(models, heldout_batches(data, tokenizer, data_config, seed), teacher_name,
+                             max_batches=max_batches, latency_runs=latency_runs)
+    report["data"].update({"sources": [data] if isinstance(data, str) else list(data), "seed": seed,
+                           "max_len": max_len, "batch_size": batch_size, "vocab_file": tokenizer.vocab_file})
+    return report
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
@@ -261,17 +283,6 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _tokenizer_for(args, settings):
-    from keras_distil.data.tokenize import WordPieceTokenizer
-
-    if args.vocab:
-        return WordPieceTokenizer.from_vocab_file(args.vocab, lowercase=not args.no_lowercase)
-    if settings is None:
-        raise ConfigError("evaluate: no checkpoint carries a vocabulary (a .keras file of a BertMLM); pass --vocab")
-    return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
-                              vocab_file=settings.vocab_file)
-
-
 def format_report(report: dict) -> str:
     """A plain-text table of the report."""
     rows = [("model", "params", "MLM acc", "ppl", "ms/batch", "agree", "KL", "cos", "retention", "speedup")]
@@ -293,14 +304,14 @@ def format_report(report: dict) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     from keras_distil.data.base import atomic_write_json
 
-    models, teacher_name, settings = load_models(args.model, args.teacher)
-    tokenizer = _tokenizer_for(args, settings)
-    data_config = DataConfig(max_len=args.max_len, batch_size=args.batch_size, lowercase=tokenizer.lowercase,
-                             strip_accents=tokenizer.strip_accents)
-    report = evaluate_models(models, heldout_batches(args.data, tokenizer, data_config, args.seed), teacher_name,
-                             max_batches=args.max_batches, latency_runs=args.latency_runs)
-    report["data"].update({"sources": list(args.data), "seed": args.seed, "max_len": args.max_len,
-                           "batch_size": args.batch_size})
+    specs = ([_named(args.teacher, "teacher")] if args.teacher else []) + [
+        _named(spec, "model" if len(args.model) == 1 else f"model{i + 1}") for i, spec in enumerate(args.model)]
+    names = [name for name, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"evaluate: model names must differ, got {', '.join(names)} (use --model NAME=PATH)")
+    report = evaluate_checkpoints(dict(specs), args.data, specs[0][0] if args.teacher else None, args.vocab,
+                                  not args.no_lowercase, args.max_len, args.batch_size, args.max_batches,
+                                  args.latency_runs, args.seed)
     print(format_report(report))
     if args.out:
         atomic_write_json(args.out, report)
