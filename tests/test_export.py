@@ -55,6 +55,7 @@ def test_compare_figures_against_numpy():
     assert figures["logits_max_abs_diff"] == pytest.approx(3.0)
     assert figures["max_rel_diff"] == pytest.approx(3.0 / 2.0)
     assert figures["top1_agreement"] == 0.5
+    assert figures["top1_miss_margins"] == [2.0]  # the Keras model's top-1 minus top-2 logit where they disagree
     assert figures["hidden_cosine_min"] == pytest.approx(1 / np.sqrt(1.01))
     assert verify.failures(figures, "none")  # 1.5 > 1e-5
     assert any("top-1" in p for p in verify.failures(figures, "dynamic"))

@@ -44,13 +44,22 @@ class ExportResult:
     def summary(self) -> str:
         lines = [f"wrote {self.path} ({self.format}); every artifact reloaded and compared with the Keras model:"]
         for artifact, figures in self.checks.items():
-            shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in figures.items()
+            shown = {k: _fmt(k, v) for k, v in figures.items()
                      if k in ("quantize", "max_rel_diff", "hidden_max_abs_diff", "logits_max_abs_diff",
-                              "hidden_cosine_mean", "top1_agreement", "text_rows_with_training_ids")}
+                              "hidden_cosine_mean", "top1_agreement", "top1_miss_margins",
+                              "text_rows_with_training_ids")}
             lines.append(f"  {artifact}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         size = sum(self.files.values())
         lines.append(f"  {len(self.files)} files, {size / 2**20:.2f} MiB")
         return "\n".join(lines)
+
+
+def _fmt(key: str, value) -> str:
+    if key == "top1_agreement":
+        return f"{value:.1%}"
+    if key.startswith("hidden_cosine"):
+        return f"{value:.5f}"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def destination(out: str, name: str, fmt: str, version: int | str | None) -> str:

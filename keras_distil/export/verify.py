@@ -108,10 +108,16 @@ def compare(reference: dict, got: dict, padding_mask: np.ndarray, mask_rows=None
     if "pooled" in got and "pooled" in reference and "pooled_shape_mismatch" not in figures:
         figures["pooled_cosine_min"] = float(np.nan_to_num(_cosine(reference["pooled"], got["pooled"])).min())
     if "logits" in got and "logits" in reference and "logits_shape_mismatch" not in figures and mask_rows is not None and len(mask_rows):
-        ref_top = np.asarray(reference["logits"])[mask_rows, mask_cols].argmax(-1)
-        got_top = np.asarray(got["logits"])[mask_rows, mask_cols].argmax(-1)
+        ref_logits = np.asarray(reference["logits"])[mask_rows, mask_cols]
+        ref_top, got_top = ref_logits.argmax(-1), np.asarray(got["logits"])[mask_rows, mask_cols].argmax(-1)
         figures["top1_agreement"] = float((ref_top == got_top).mean())
         figures["top1_positions"] = int(len(mask_rows))
+        # How decided the Keras model was where the export disagrees (its top-1 minus top-2 logit): a
+        # disagreement on a near-tie says little about the export, one on a clear winner says much.
+        top2 = np.sort(ref_logits, axis=-1)[:, -2:]
+        margins = (top2[:, 1] - top2[:, 0])[ref_top != got_top]
+        figures["top1_miss_margins"] = [round(float(m), 4) for m in np.sort(margins)[:10]]
+        figures["top1_median_margin"] = float(np.median(top2[:, 1] - top2[:, 0]))
     return figures
 
 
