@@ -5,7 +5,8 @@ For every model, on the same masked batches:
 * ``masked_lm_accuracy``: top-1 accuracy at the masked positions, weighted by ``mask_weights``;
 * ``perplexity``: ``exp`` of the mean negative log-likelihood of the true tokens there (``nll``);
 * ``params``: number of weights; ``latency_s``: median seconds per batch of a ``tf.function`` forward
-  (MLM logits at the masked positions) over ``latency_runs`` runs on the first batch, after a warm-up.
+  (MLM logits at the masked positions) over ``latency_runs`` runs on the first batch, after a warm-up,
+  the models taking turns within each run.
 
 With a teacher, every other model also gets ``vs_teacher``:
 
@@ -105,17 +106,26 @@ def forward_fn(model):
     return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
 
 
-def median_latency(forward, batch, runs: int = 10, warmup: int = 2) -> float:
-    """Median wall seconds of ``forward(batch)`` over ``runs`` (after ``warmup`` untimed calls)."""
+def median_latencies(forwards: dict, batch, runs: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Median wall seconds of each ``forwards[name](batch)`` over ``runs``, after ``warmup`` untimed calls.
+
+    The models take turns within every run, so a machine whose load changes during the measurement
+    slows them all alike and the speed ratios stay meaningful."""
     inputs = _inputs(batch)
+
+    def call(forward):
+        tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))
+
     for _ in range(warmup):
-        tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))
-    times = []
+        for forward in forwards.values():
+            call(forward)
+    times = {name: [] for name in forwards}
     for _ in range(runs):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, forward in forwards.items():
+            start = time.perf_counter()
+            call(forward)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def _check_models(models: dict, teacher_name: str | None) -> None:
@@ -165,6 +175,7 @@ def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_
         batches += 1
     if first is None:
         raise ConfigError("evaluate: the evaluation data yielded no batch")
+    latency = median_latencies(forwards, first, latency_runs) if latency_runs > 0 else {}
     report = {"format": REPORT_FORMAT, "teacher": teacher_name, "models": {},
               "data": {"batches": batches, "sequences": sequences,
                        "masked_tokens": int(next(iter(mlm.values()))["weight"])}}
@@ -176,7 +187,7 @@ def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_
             "masked_lm_accuracy": _ratio(sums["correct"], sums["weight"]),
             "nll": nll,
             "perplexity": math.exp(nll) if nll is not None else None,
-            "latency_s": median_latency(forwards[name], first, latency_runs) if latency_runs > 0 else None,
+            "latency_s": latency.get(name),
         }
     if teacher_name is not None:
         teacher = report["models"][teacher_name]
