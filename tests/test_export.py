@@ -144,6 +144,14 @@ def test_text_signature_tokenizes_as_training_and_matches_keras(loaded, student)
     np.testing.assert_allclose(got["pooled"].numpy(), want["pooled"], atol=1e-5)
 
 
+def test_text_signature_repairs_invalid_utf8_as_training(loaded):
+    import tensorflow as tf
+
+    got = loaded.signatures["serve_text"](text=tf.constant([b"the big\xff dog ran", b"\xc3 the cat"]))
+    ids, _ = tokenize_reference(["the big dog ran", " the cat"], MAX_LEN)  # U+FFFD is deleted, as HF does
+    np.testing.assert_array_equal(got["token_ids"].numpy(), ids)
+
+
 def test_text_signature_truncates_to_max_len(loaded):
     import tensorflow as tf
 

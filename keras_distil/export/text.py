@@ -2,10 +2,11 @@
 
 Two tokenizers, one packing step:
 
-* :func:`training_tokenizer` is the data pipeline's own :class:`~keras_distil.data.tokenize.WordPieceTokenizer`
-  (Hugging Face's BertNormalizer rebuilt from regex / NFD ops, then tensorflow-text's
-  ``FastWordpieceTokenizer``): the SavedModel's text signature gives exactly the ids the student was
-  trained on. Its regex and ``NormalizeUTF8`` ops have no TFLite kernel.
+* :class:`ServingTokenizer` is the data pipeline's own UTF-8 repair and
+  :class:`~keras_distil.data.tokenize.WordPieceTokenizer` (Hugging Face's BertNormalizer rebuilt from
+  regex / NFD ops, then tensorflow-text's ``FastWordpieceTokenizer``): the SavedModel's text signature
+  gives exactly the ids the student was trained on. Its regex and ``NormalizeUTF8`` ops have no TFLite
+  kernel.
 * :class:`LiteTokenizer` uses only ops with TFLite kernels in ``tensorflow_text.tflite_registrar``:
   ``FastBertNormalizer`` (lower case, NFD, accents stripped) and ``FastWordpieceTokenizer``. It gives the
   training ids on ordinary text; it differs where ``FastBertNormalizer`` does (it keeps control and
@@ -22,6 +23,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_distil.data.base import DataError
+from keras_distil.data.corpus import decode_utf8
 from keras_distil.data.tokenize import MAX_BYTES_PER_WORD, WordPieceTokenizer
 from keras_distil.export.errors import ExportError
 from keras_distil.models.tokenizer_settings import TokenizerSettings
@@ -44,6 +46,19 @@ def training_tokenizer(settings: TokenizerSettings) -> WordPieceTokenizer:
                                   vocab_file=settings.vocab_file)
     except (DataError, RuntimeError) as e:  # tensorflow-text raises RuntimeError for duplicate tokens
         raise ExportError(f"{settings.vocab_file or 'vocabulary'}: {e}") from None
+
+
+class ServingTokenizer(tf.Module):
+    """The training tokenizer behind the training pipeline's UTF-8 repair: a request with bytes that are not
+    UTF-8 (possible over gRPC) gets U+FFFD for them, which the normalizer deletes, as training did with
+    ``data.invalid_utf8="replace"``, instead of failing inside the regex ops."""
+
+    def __init__(self, settings: TokenizerSettings, name: str = "serving_tokenizer"):
+        super().__init__(name=name)
+        self._tokenizer = training_tokenizer(settings)
+
+    def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
+        return self._tokenizer.tokenize(decode_utf8(text, "replace"))
 
 
 class LiteTokenizer(tf.Module):

@@ -64,7 +64,7 @@ def _text_figures(model, got: dict, plan: ExportPlan) -> dict:
 def write_saved_model(model, folder: str, plan: ExportPlan) -> dict:
     tokenizer = packer = None
     if plan.text:
-        tokenizer = text.training_tokenizer(plan.tokenizer)
+        tokenizer = text.ServingTokenizer(plan.tokenizer)
         packer = text.pack_for(plan.tokenizer, plan.max_len)
     saved_model.write_archive(folder, model, plan.with_logits, tokenizer, packer)
     loaded = saved_model.load(folder)
