@@ -9,8 +9,9 @@ Two tokenizers, one packing step:
   kernel.
 * :class:`LiteTokenizer` uses only ops with TFLite kernels in ``tensorflow_text.tflite_registrar``:
   ``FastBertNormalizer`` (lower case, NFD, accents stripped) and ``FastWordpieceTokenizer``. It gives the
-  training ids on ordinary text; it differs where ``FastBertNormalizer`` does (it keeps control and
-  zero-width characters as separators where Hugging Face deletes them, and applies NFKC case folding).
+  training ids on ordinary text; it differs where ``FastBertNormalizer`` does: NFKC case folding
+  (``ß`` -> ``ss``, ligatures, full-width letters), ASCII control characters (separators there, deleted
+  in training) and U+FFFD (kept there, deleted in training).
   The export verifies the ids on a fixed set of sentences and reports any difference.
 
 :func:`pack` turns ragged WordPiece ids into ``[CLS] ... [SEP]`` rows padded to the longest row (at most
