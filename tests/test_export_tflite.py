@@ -140,3 +140,18 @@ def test_int8_without_corpus_is_refused(run, tmp_path):
     with pytest.raises(ExportError, match="--calibration"):
         export(str(bare), "tflite", out=str(tmp_path / "out"), quantize="int8", vocab=os.path.join(run, "vocab.txt"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ["the cat", "THE CAT", "Café naïve", "the\u200bcat", "tab\tnew\nline",
+                                  "the\u00a0cat", "İstanbul", "中文 the", "dog🙂cat"])
+def test_lite_tokenizer_equals_training_on_these_inputs(text):
+    """The claim of docs/serving.md; the known differences (NFKC folding, control characters, U+FFFD) are
+    listed there and not asserted here."""
+    import tensorflow as tf
+
+    from keras_distil.export.text import LiteTokenizer, training_tokenizer
+    from keras_distil.models.tokenizer_settings import TokenizerSettings
+
+    settings = TokenizerSettings(tuple(VOCAB), True, True)
+    want = training_tokenizer(settings).tokenize(tf.constant([text])).to_list()
+    assert LiteTokenizer(settings).tokenize(tf.constant([text])).to_list() == want
