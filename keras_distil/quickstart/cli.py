@@ -1,0 +1,99 @@
+"""``keras-distil quickstart``: the argparse front-end of quickstart/run.py."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+DESCRIPTION = """\
+Offline, end to end, on this machine: gather English prose (Python docstrings, man pages,
+/usr/share/doc), learn a WordPiece vocabulary, pretrain a small BERT teacher with MLM, distil a
+half-depth student with the triple loss, train the same student shape from scratch for the same
+steps (the baseline), evaluate all three on held-out text, export the student (SavedModel, TFLite)
+and write report.md + loss_curves.png. Every stage is cached under --out: a rerun skips what is
+finished, a changed knob reruns that stage and the ones after it.
+"""
+
+
+def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
+    from keras_distil.quickstart.run import QuickstartSettings
+
+    defaults = QuickstartSettings()
+    parser = subparsers.add_parser(
+        "quickstart", help="offline end-to-end demo: corpus, vocab, teacher, distilled student, baseline, report",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=defaults.out, metavar="DIR",
+                        help=f"folder of the stages and the report (default {defaults.out})")
+    parser.add_argument("--vocab", metavar="VOCAB.txt", help="use this lower-cased WordPiece vocabulary instead of "
+                                                             "learning one")
+    parser.add_argument("--budget-minutes", type=float, metavar="M",
+                        help="scale the training steps to about M minutes end to end on 2 CPU cores "
+                             "(default: the 20-minute budget's steps)")
+    parser.add_argument("--teacher-steps", type=int, metavar="N",
+                        help=f"teacher pretraining steps (default {defaults.teacher_steps})")
+    parser.add_argument("--student-steps", type=int, metavar="N",
+                        help=f"steps of the distilled student and of the baseline (default {defaults.student_steps})")
+    parser.add_argument("--corpus-max-documents", type=int, metavar="N",
+                        help=f"documents per source (default {defaults.corpus_max_documents})")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
+    parser.add_argument("--fresh", action="store_true", help="ignore every cached stage and rebuild from nothing")
+    parser.set_defaults(func=run_quickstart)
+    return parser
+
+
+def settings_from_args(args):
+    from keras_distil.config import ConfigError
+    from keras_distil.quickstart.run import QuickstartSettings, steps_for_budget
+
+    changes = {"out": args.out, "vocab": args.vocab, "export": not args.no_export}
+    if args.budget_minutes is not None:
+        changes.update(steps_for_budget(args.budget_minutes))
+    for key in ("teacher_steps", "student_steps", "corpus_max_documents"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                raise ConfigError(f"--{key.replace('_', '-')}: got {value}; accepted: an integer >= 1")
+            changes[key] = value
+    return dataclasses.replace(QuickstartSettings(), **changes)
+
+
+def run_quickstart(args) -> int:
+    from keras_distil.quickstart.run import run_quickstart_pipeline
+
+    settings = settings_from_args(args)
+    results = run_quickstart_pipeline(settings, fresh=args.fresh)
+    report = results["report"].outputs
+    print()
+    print(report["table"])
+    print()
+    print(report["headline"])
+    print(f"report:   {report['paths']['report']}")
+    print(f"curves:   {report['paths']['loss_curves']}")
+    print(f"student:  {results['distill'].outputs['paths']['keras']}")
+    if "export" in results:
+        for fmt, path in results["export"].outputs["paths"].items():
+            print(f"{fmt + ':':9} {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m keras_distil.quickstart.cli [flags]``: the same as ``keras-distil quickstart``."""
+    import logging
+    import sys
+
+    from keras_distil.cli import _error_types
+
+    parser = argparse.ArgumentParser(prog="keras-distil")
+    add_quickstart_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["quickstart", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except _error_types() as e:
+        print(f"keras-distil quickstart: error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Cached pipeline stages: a rerun skips what is finished, a changed knob reruns that stage and its dependents.
+
+Each stage owns one folder ``<root>/<name>/``. Its *fingerprint* is the SHA-256 of its knobs (a JSON-able
+dict: everything its outputs depend on besides its inputs) and of the fingerprints of the stages it reads
+(``after``), so a change upstream changes every fingerprint downstream and nothing else.
+
+Markers, each written atomically (temporary name, then rename):
+
+* ``stage.json`` at the start: the fingerprint being built. A stage marked ``resumable`` (training: the
+  runtime resumes from its checkpoints) whose folder holds the same pending fingerprint is continued in
+  place; any other folder holding something else is deleted first.
+* ``done.json`` last: fingerprint, knobs, upstream fingerprints, the stage's outputs (JSON) and its
+  seconds. A folder counts as finished only with a ``done.json`` of the expected fingerprint whose
+  listed ``paths`` still exist; otherwise the stage runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+from keras_distil.data.base import atomic_write_json
+
+logger = logging.getLogger("keras_distil.quickstart")
+
+DONE, PENDING = "done.json", "stage.json"
+FORMAT = "keras-distil-quickstart-stage"
+
+
+@dataclasses.dataclass
+class Stage:
+    """One step of a pipeline.
+
+    ``run(folder, inputs)`` does the work in ``folder`` (created, empty or holding a resumable partial
+    run) and returns JSON-able outputs; ``inputs`` maps each name in ``after`` to that stage's outputs.
+    Output values under the key ``paths`` (a dict of name -> path) are checked for existence on reuse.
+    """
+
+    name: str
+    knobs: dict
+    run: Callable[[str, dict], dict]
+    after: tuple[str, ...] = ()
+    resumable: bool = False
+    title: str = ""  # one line shown on the console
+
+
+@dataclasses.dataclass
+class StageResult:
+    name: str
+    outputs: dict
+    seconds: float  # of the run that produced the outputs (a cached stage reports the original time)
+    cached: bool
+    fingerprint: str
+    folder: str
+
+
+def fingerprint(name: str, knobs: dict, upstream: dict[str, str]) -> str:
+    payload = json.dumps({"stage": name, "knobs": knobs, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _read(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _paths_exist(outputs: dict) -> bool:
+    paths = outputs.get("paths") or {}
+    return all(os.path.exists(p) for p in paths.values() if p)
+
+
+class Pipeline:
+    """Run stages in order under ``root``; ``fresh=True`` rebuilds every stage from nothing."""
+
+    def __init__(self, root: str, fresh: bool = False, echo: Callable[[str], None] | None = print):
+        self.root = os.path.abspath(root)
+        self.fresh = fresh
+        self.echo = echo or (lambda line: None)
+        self.results: dict[str, StageResult] = {}
+
+    def folder(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def finished(self, name: str, expected: str) -> dict | None:
+        """The done marker of ``name`` when it holds ``expected`` and its paths exist, else None."""
+        done = _read(os.path.join(self.folder(name), DONE))
+        if done is None or done.get("format") != FORMAT or done.get("fingerprint") != expected:
+            return None
+        return done if _paths_exist(done.get("outputs") or {}) else None
+
+    def _prepare(self, stage: Stage, expected: str) -> str:
+        """An empty folder for ``stage``, or its partial folder when it may resume the same work."""
+        folder = self.folder(stage.name)
+        pending = _read(os.path.join(folder, PENDING))
+        keep = (not self.fresh and stage.resumable and pending is not None
+                and pending.get("fingerprint") == expected)
+        if os.path.exists(folder) and not keep:
+            shutil.rmtree(folder)
+        if keep:
+            done = os.path.join(folder, DONE)
+            if os.path.exists(done):
+                os.remove(done)
+            logger.info("stage %s: resuming the unfinished run in %s", stage.name, folder)
+        os.makedirs(folder, exist_ok=True)
+        atomic_write_json(os.path.join(folder, PENDING), {"format": FORMAT, "fingerprint": expected,
+                                                          "stage": stage.name})
+        return folder
+
+    def run(self, stage: Stage) -> StageResult:
+        missing = [n for n in stage.after if n not in self.results]
+        if missing:
+            raise RuntimeError(f"stage {stage.name} runs after {', '.join(missing)}, which have not run")
+        upstream = {n: self.results[n].fingerprint for n in stage.after}
+        expected = fingerprint(stage.name, stage.knobs, upstream)
+        index = len(self.results) + 1
+        done = None if self.fresh else self.finished(stage.name, expected)
+        if done is not None:
+            result = StageResult(stage.name, done["outputs"], float(done["seconds"]), True, expected,
+                                 self.folder(stage.name))
+            self.echo(f"[{index}] {stage.name}: up to date ({result.seconds:.0f} s when it ran), skipped")
+        else:
+            self.echo(f"[{index}] {stage.name}: {stage.title or 'running'}")
+            folder = self._prepare(stage, expected)
+            start = time.perf_counter()
+            outputs = stage.run(folder, {n: self.results[n].outputs for n in stage.after})
+            seconds = time.perf_counter() - start
+            atomic_write_json(os.path.join(folder, DONE), {
+                "format": FORMAT, "stage": stage.name, "fingerprint": expected, "knobs": stage.knobs,
+                "upstream": upstream, "outputs": outputs, "seconds": round(seconds, 2),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            result = StageResult(stage.name, outputs, seconds, False, expected, folder)
+            self.echo(f"[{index}] {stage.name}: done in {seconds:.0f} s")
+        self.results[stage.name] = result
+        return result
