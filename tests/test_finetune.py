@@ -188,3 +188,36 @@ def test_teacher_and_student_must_share_the_vocabulary(finetuned):
     student = TextClassifier(build_mlm_model(dict(TINY, vocab_size=130)), 2)
     with pytest.raises(ConfigError, match="vocab_size: the teacher has 120 tokens, the student 130"):
         TaskDistiller(teacher, student)
+
+
+def test_tfds_classification_read_offline(tmp_path):
+    import tensorflow_datasets as tfds
+
+    rows = _examples(12, 5)
+    names = ["neg", "pos"]
+    splits = {split: tf.data.Dataset.from_tensor_slices({"sentence": [x for x, _ in part],
+                                                         "polarity": [names.index(y) for _, y in part]})
+              for split, part in (("train", rows[:8]), ("test", rows[8:]))}
+    tfds.dataset_builders.TfDataBuilder(
+        name="kd_tiny_sentiment", config="plain", version="1.0.0", data_dir=str(tmp_path), split_datasets=splits,
+        features=tfds.features.FeaturesDict({"sentence": tfds.features.Text(),
+                                             "polarity": tfds.features.ClassLabel(names=names)})).download_and_prepare()
+    task = load_tfds_classification("kd_tiny_sentiment", data_dir=str(tmp_path), text_key="sentence",
+                                    label_key="polarity")
+    assert task.label_names == names
+    for split, part in ((task.train, rows[:8]), (task.test, rows[8:])):  # TFDS stores them shuffled
+        assert sorted(zip(split.texts, split.labels.tolist())) == sorted((x, names.index(y)) for x, y in part)
+    with pytest.raises(DataError, match="no feature 'label'.*polarity"):
+        load_tfds_classification("kd_tiny_sentiment", data_dir=str(tmp_path), text_key="sentence")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_pooling_matches_numpy(pooling, tokenizer):
+    keras.utils.set_random_seed(3)
+    classifier = TextClassifier(build_mlm_model(TINY), 3, pooling=pooling, dropout=0.5)
+    inputs = tokenizer.encode(tf.constant(["good1 the2 bad3", "the1"]), 8)
+    hidden = classifier.encoder(inputs)["hidden"].numpy()
+    mask = inputs["padding_mask"].numpy()[..., None]
+    pooled = (hidden * mask).sum(1) / mask.sum(1) if pooling == "mean" else hidden[:, 0]
+    kernel, bias = (w.numpy() for w in classifier.head.weights)
+    np.testing.assert_allclose(classifier(inputs).numpy(), pooled @ kernel + bias, rtol=1e-5, atol=1e-6)
