@@ -1,2 +1,3 @@
-"""The pieces of ``keras-distil quickstart`` that need no trained model: an offline corpus of real
-English prose (:mod:`.corpus`) and a WordPiece vocabulary learned from it (:mod:`.vocab`)."""
+"""``keras-distil quickstart``: an offline corpus of real English prose (:mod:`.corpus`), a WordPiece
+vocabulary learned from it (:mod:`.vocab`), and the cached stages that train, evaluate, export and
+report on top of them (:mod:`.run`, :mod:`.stages`, :mod:`.cli`)."""
