@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import machine_info, matmul_ceiling_gflops, print_table, time_calls, write_json  # noqa: E402
+
 from keras_distil import BertMLM, Distiller, ModelConfig, student_from_teacher  # noqa: E402
 
 FULL = dict(vocab_size=30522, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
@@ -68,16 +68,21 @@ def synthetic_batch(vocab, batch, seq_len, predictions, seed=0):
     }
 
 
-class LogitsOnly(keras.Model):
-    """keras.distillation wants models that return the logits tensor alone."""
-
-    def __init__(self, inner, positions: bool, **kwargs):
-        super().__init__(**kwargs)
-        self.inner, self.positions = inner, positions
-
-    def call(self, inputs, training=None):
-        keys = ("token_ids", "padding_mask") + (("mask_positions",) if self.positions else ())
-        return self.inner({k: inputs[k] for k in keys}, training=training)["logits"]
+def functional(inner, seq_len: int, predictions: int | None):
+    """``inner`` as a functional model that returns the logits alone (what keras.distillation expects),
+    its last hidden states on a layer named "hidden" (keras.distillation finds features by layer name).
+    ``predictions``: logits at that many mask positions; None: at every position."""
+    shapes = {"token_ids": seq_len, "padding_mask": seq_len}
+    if predictions:
+        shapes["mask_positions"] = predictions
+    inputs = {k: keras.Input((n,), dtype="int32", name=k) for k, n in shapes.items()}
+    sequence = inner.backbone({"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"],
+                               "segment_ids": keras.ops.zeros_like(inputs["token_ids"])})["sequence_output"]
+    hidden = keras.layers.Identity(name="hidden")(sequence)
+    if predictions:
+        hidden = keras.ops.take_along_axis(hidden, keras.ops.expand_dims(inputs["mask_positions"], -1), axis=1)
+    logits = inner.mlm_head(hidden, token_embedding=inner.backbone.token_embedding)
+    return keras.Model(inputs, logits)
 
 
 def ours(teacher, student, batch, ce_positions, jit):
@@ -87,17 +92,26 @@ def ours(teacher, student, batch, ce_positions, jit):
 
 
 def keras_builtin(teacher, student, batch, ce_positions):
+    """The same objective through keras.distillation: soft targets, student MLM loss, cosine on hidden states."""
+    seq_len, predictions = batch["token_ids"].shape[1], batch["mask_positions"].shape[1]
     masked = ce_positions == "masked"
     kd = keras.distillation.Distiller(
-        teacher=LogitsOnly(teacher, masked),
-        student=LogitsOnly(student, masked),
-        # Its default loss="kl_divergence" skips the softmax and T^2 (see STACK-NOTES): pass the class.
-        distillation_losses=[keras.distillation.LogitsDistillation(temperature=2.0, loss=keras.losses.KLDivergence())],
-        student_loss_weight=2.0 / 7.0,  # alpha_mlm / (alpha_mlm + alpha_ce)
+        teacher=functional(teacher, seq_len, predictions if masked else None),
+        student=functional(student, seq_len, predictions if masked else None),
+        distillation_losses=[
+            # Its default loss="kl_divergence" skips the softmax and T^2 (see STACK-NOTES): pass the class.
+            keras.distillation.LogitsDistillation(temperature=2.0, loss=keras.losses.KLDivergence()),
+            keras.distillation.FeatureDistillation(loss="cosine_similarity", teacher_layer_name="hidden",
+                                                   student_layer_name="hidden"),
+        ],
+        distillation_loss_weights=[5.0, 1.0],  # alpha_ce, alpha_cos
+        student_loss_weight=2.0 / 8.0,  # alpha_mlm / (alpha_ce + alpha_mlm + alpha_cos); must lie in [0, 1]
     )
     kd.compile(optimizer=keras.optimizers.Adam(1e-4),
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = {k: batch[k] for k in ("token_ids", "padding_mask", "mask_positions")}
+    if not masked:
+        del x["mask_positions"]
     y = batch["mask_ids"] if masked else batch["token_ids"]
     return lambda: kd.train_on_batch(x, y)
 
