@@ -36,6 +36,9 @@ def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--corpus-max-documents", type=int, metavar="N",
                         help=f"documents per source (default {defaults.corpus_max_documents})")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KNOB=VALUE",
+                        help="any other knob of QuickstartSettings (keras_distil/quickstart/run.py), e.g. "
+                             "--set hidden_size=128 --set teacher_layers=6 (VALUE is JSON); repeatable, applied last")
     parser.add_argument("--fresh", action="store_true", help="ignore every cached stage and rebuild from nothing")
     parser.set_defaults(func=run_quickstart)
     return parser
@@ -54,7 +57,26 @@ def settings_from_args(args):
             if value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')}: got {value}; accepted: an integer >= 1")
             changes[key] = value
-    return dataclasses.replace(QuickstartSettings(), **changes)
+    return override(dataclasses.replace(QuickstartSettings(), **changes), args.overrides)
+
+
+def override(settings, items: list[str]):
+    """``settings`` with ``KNOB=VALUE`` items applied; unknown knobs and wrong types raise ConfigError."""
+    from keras_distil.config import ConfigError, parse_override
+
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    changes = {}
+    for item in items:
+        path, value = parse_override(item)
+        name = ".".join(path)
+        if name not in fields:
+            raise ConfigError(f"--set {item!r}: unknown knob {name}; accepted: {', '.join(sorted(fields))}")
+        default = getattr(type(settings)(), name)
+        if default is not None and value is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)):
+            raise ConfigError(f"--set {item!r}: {name} takes a {type(default).__name__}, got {value!r}")
+        changes[name] = value
+    return dataclasses.replace(settings, **changes)
 
 
 def run_quickstart(args) -> int:

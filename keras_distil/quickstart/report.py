@@ -125,12 +125,12 @@ def headline(evaluation: dict) -> str:
 
 
 def timing_rows(stage_times: dict) -> list[tuple[str, ...]]:
-    rows = [("stage", "seconds", "this run")]
-    total = 0.0
+    rows = [("stage", "wall seconds", "CPU seconds", "this run")]
+    wall = cpu = 0.0
     for name, t in stage_times.items():
-        total += t["seconds"]
-        rows.append((name, f"{t['seconds']:.0f}", "cached" if t["cached"] else "ran"))
-    rows.append(("total", f"{total:.0f}", ""))
+        wall, cpu = wall + t["seconds"], cpu + t.get("cpu_seconds", 0.0)
+        rows.append((name, f"{t['seconds']:.0f}", f"{t.get('cpu_seconds', 0.0):.0f}", "cached" if t["cached"] else "ran"))
+    rows.append(("total", f"{wall:.0f}", f"{cpu:.0f}", ""))
     return rows
 
 

@@ -58,6 +58,7 @@ class StageResult:
     cached: bool
     fingerprint: str
     folder: str
+    cpu_seconds: float = 0.0  # user + system CPU time of this process during the stage (contention-free cost)
 
 
 def fingerprint(name: str, knobs: dict, upstream: dict[str, str]) -> str:
@@ -72,6 +73,11 @@ def _read(path: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _paths_exist(outputs: dict) -> bool:
@@ -126,19 +132,20 @@ class Pipeline:
         done = None if self.fresh else self.finished(stage.name, expected)
         if done is not None:
             result = StageResult(stage.name, done["outputs"], float(done["seconds"]), True, expected,
-                                 self.folder(stage.name))
+                                 self.folder(stage.name), float(done.get("cpu_seconds", 0.0)))
             self.echo(f"[{index}] {stage.name}: up to date ({result.seconds:.0f} s when it ran), skipped")
         else:
             self.echo(f"[{index}] {stage.name}: {stage.title or 'running'}")
             folder = self._prepare(stage, expected)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_seconds()
             outputs = stage.run(folder, {n: self.results[n].outputs for n in stage.after})
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
             atomic_write_json(os.path.join(folder, DONE), {
                 "format": FORMAT, "stage": stage.name, "fingerprint": expected, "knobs": stage.knobs,
                 "upstream": upstream, "outputs": outputs, "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-            result = StageResult(stage.name, outputs, seconds, False, expected, folder)
-            self.echo(f"[{index}] {stage.name}: done in {seconds:.0f} s")
+            result = StageResult(stage.name, outputs, seconds, False, expected, folder, cpu)
+            self.echo(f"[{index}] {stage.name}: done in {seconds:.0f} s ({cpu:.0f} s of CPU)")
         self.results[stage.name] = result
         return result
