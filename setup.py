@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     # keras-hub does not pull it; HF checkpoints are read without pickle or torch.
     "safetensors",
     "ai-edge-litert",
+    # The quickstart report's loss-curve PNG (Agg backend, no display).
+    "matplotlib",
 ]
 
 EXTRAS = {
