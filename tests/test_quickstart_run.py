@@ -209,3 +209,15 @@ def test_quickstart_end_to_end_tiny(tmp_path, capsys):
         assert f"{name}: up to date" in printed
     for name in ("distill", "baseline", "evaluate", "report"):
         assert f"{name}: up to date" not in printed
+
+
+def test_stage_being_built_by_another_live_process_is_refused(tmp_path):
+    from keras_distil.quickstart.stages import StageBusy
+
+    rec = Recorder()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / PENDING).write_text(json.dumps({"fingerprint": "x", "pid": os.getppid()}), encoding="utf-8")
+    with pytest.raises(StageBusy, match="being built by process"):
+        run_all(tmp_path, [rec.stage("a", {"v": 1})])
+    (tmp_path / "a" / PENDING).write_text(json.dumps({"fingerprint": "x", "pid": 2**22 + 12345}), encoding="utf-8")
+    assert not run_all(tmp_path, [rec.stage("a", {"v": 1})])["a"].cached  # a dead owner: taken over

@@ -75,6 +75,18 @@ def _read(path: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+class StageBusy(RuntimeError):
+    """Another live process is building the same stage folder."""
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -108,6 +120,10 @@ class Pipeline:
         """An empty folder for ``stage``, or its partial folder when it may resume the same work."""
         folder = self.folder(stage.name)
         pending = _read(os.path.join(folder, PENDING))
+        owner = (pending or {}).get("pid")
+        if owner not in (None, os.getpid()) and not os.path.exists(os.path.join(folder, DONE)) and _alive(owner):
+            raise StageBusy(f"{folder}: stage {stage.name} is being built by process {owner}; wait for it to "
+                            "finish (or stop it), then run again")
         keep = (not self.fresh and stage.resumable and pending is not None
                 and pending.get("fingerprint") == expected)
         if os.path.exists(folder) and not keep:
@@ -119,7 +135,7 @@ class Pipeline:
             logger.info("stage %s: resuming the unfinished run in %s", stage.name, folder)
         os.makedirs(folder, exist_ok=True)
         atomic_write_json(os.path.join(folder, PENDING), {"format": FORMAT, "fingerprint": expected,
-                                                          "stage": stage.name})
+                                                          "stage": stage.name, "pid": os.getpid()})
         return folder
 
     def run(self, stage: Stage) -> StageResult:
