@@ -61,7 +61,10 @@ def test_two_replicas_with_clipping_equal_one_device():
     train = TrainConfig(learning_rate=1e-2, warmup_prop=0.0, max_grad_norm=0.05)
     batches = global_batches(make_batch, 2, 16, seed=5)
     single, single_logs = _train(tf.distribute.get_strategy(), batches, 16, 1, 2, train)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # ReductionToOneDevice: collective all-reduces of two MirroredStrategy objects in one process share
+    # instance keys, and a later strategy in the same pytest process then fails with a shape mismatch.
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     two, two_logs = _train(mirrored, batches, 8, 2, 2, train)  # 2 replicas x 2 micro-batches of 4
     diff = max_diff(single, two)
     print(f"2 replicas x 2 micro-batches vs 1 device: max |dw| = {diff:.2e}, grad norm {single_logs['grad_norm']:.3f}")

@@ -44,12 +44,12 @@ class RunLog:
         self.log_every = log_every
         self.interactive = console and sys.stdout.isatty()
         self.console = console
-        self.bar = keras.utils.Progbar(total_steps, stateful_metrics=list(SCALAR_NAMES)) if console else None
+        # Counted from the first step of this process, so that the ETA of a resumed run is right.
+        self.bar = (keras.utils.Progbar(max(total_steps - start_step, 1), stateful_metrics=["step", *SCALAR_NAMES])
+                    if console else None)
         self._mark = (time.perf_counter(), start_step)
         self._tokens = 0.0
         self.start_step = start_step
-        if self.bar is not None and start_step:
-            self.bar.update(start_step, finalize=False)
         if self.writer is not None and hparams:
             self._write_hparams(hparams)
 
@@ -67,7 +67,7 @@ class RunLog:
         values = {k: float(v) for k, v in logs.items() if k in SCALAR_NAMES}
         due = step % self.log_every == 0 or step == self.total_steps
         if self.interactive:
-            self.bar.update(step, list(values.items()))
+            self.bar.update(step - self.start_step, [("step", step), *values.items()])
         if not due:
             return {}
         now = time.perf_counter()
@@ -81,7 +81,8 @@ class RunLog:
                     tf.summary.scalar(SCALAR_NAMES.get(key, key), value, step=step)
             self.writer.flush()
         if self.console and not self.interactive:
-            self.bar.update(step, [(k, v) for k, v in values.items() if k in SCALAR_NAMES])
+            self.bar.update(step - self.start_step,
+                            [("step", step), *((k, v) for k, v in values.items() if k in SCALAR_NAMES)])
         return values
 
     def close(self) -> None:
