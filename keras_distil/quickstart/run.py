@@ -55,6 +55,7 @@ class QuickstartSettings:
     batch_size: int = 32
     max_predictions_per_seq: int = 10
     bucket_boundaries: list[int] | None = dataclasses.field(default_factory=lambda: [32])
+    shuffle_buffer: int = 10_000  # sequences
     # budgets: optimizer steps (the student and the baseline get the same)
     teacher_steps: int = 2000
     student_steps: int = 1000
@@ -79,7 +80,7 @@ class QuickstartSettings:
     def data_section(self) -> dict:
         return {"max_len": self.max_len, "min_len": 8, "batch_size": self.batch_size,
                 "max_predictions_per_seq": self.max_predictions_per_seq,
-                "bucket_boundaries": self.bucket_boundaries, "shuffle_buffer": 10_000, "seed": self.seed}
+                "bucket_boundaries": self.bucket_boundaries, "shuffle_buffer": self.shuffle_buffer, "seed": self.seed}
 
     def model_section(self, num_layers: int) -> dict:
         return {"hidden_size": self.hidden_size, "num_layers": num_layers, "num_heads": self.num_heads,

@@ -138,12 +138,16 @@ class Pipeline:
                                                           "stage": stage.name, "pid": os.getpid()})
         return folder
 
-    def run(self, stage: Stage) -> StageResult:
+    def expected(self, stage: Stage) -> str:
+        """The fingerprint ``stage`` would have now (its upstream stages must have run)."""
         missing = [n for n in stage.after if n not in self.results]
         if missing:
             raise RuntimeError(f"stage {stage.name} runs after {', '.join(missing)}, which have not run")
+        return fingerprint(stage.name, stage.knobs, {n: self.results[n].fingerprint for n in stage.after})
+
+    def run(self, stage: Stage) -> StageResult:
+        expected = self.expected(stage)
         upstream = {n: self.results[n].fingerprint for n in stage.after}
-        expected = fingerprint(stage.name, stage.knobs, upstream)
         index = len(self.results) + 1
         done = None if self.fresh else self.finished(stage.name, expected)
         if done is not None:
