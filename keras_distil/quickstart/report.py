@@ -51,7 +51,7 @@ def plot_curves(curves: dict[str, dict[str, list]], path: str, title: str = "mas
             if label == "distilled student" and "loss/total" in series:
                 steps, values = zip(*series["loss/total"])
                 ax.plot(steps, values, linestyle="--", color=line.get_color(), alpha=0.6,
-                        label=f"{label}: total (5 ce + 2 mlm + 1 cos)")
+                        label=f"{label}: total (weighted ce + mlm + cos)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats)")
     ax.set_title(title)
