@@ -36,7 +36,7 @@ test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'
 
 demo: $(BASE)
-	$(PY) recipes/synthetic_demo.py
+	$(PY) -m keras_distil quickstart
 
 bench: $(BASE)
 	$(PY) benchmarks/train_step.py

@@ -24,6 +24,12 @@ COMMANDS = {
                 "convert a checkpoint between Hugging Face and KerasHub formats"),
     "export": ("keras_distil.export.cli", "add_export_parser",
                "export a student: SavedModel (TF Serving), TFLite/LiteRT, KerasHub, Hugging Face"),
+    "evaluate": ("keras_distil.evaluate", "add_evaluate_parser",
+                 "masked-token accuracy/perplexity on held-out text, teacher-student agreement"),
+    "finetune": ("keras_distil.finetune", "add_finetune_parser",
+                 "text classification on a TSV/CSV or TFDS dataset; task-specific distillation"),
+    "quickstart": ("keras_distil.quickstart.cli", "add_quickstart_parser",
+                   "offline end-to-end demo: corpus, vocab, teacher, distilled student, baseline, report"),
 }
 
 
