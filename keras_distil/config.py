@@ -154,16 +154,23 @@ class DistillConfig(Section):
     alpha_mlm: float = 2.0  # weight of the masked-LM cross-entropy on the true tokens
     alpha_cos: float = 1.0  # weight of 1 - cos(h_student, h_teacher) on the last hidden states
     alpha_mse: float = 0.0  # weight of the MSE between student and teacher logits
+    # Weight of the MSE between student and teacher last hidden states, averaged over hidden dims and
+    # non-pad tokens. Needs equal widths; works with an encoder-only teacher, like alpha_cos.
+    alpha_hidden_mse: float = 0.0
     # Where the soft-target loss is taken: "all" non-pad tokens (the reference implementation) or
     # "masked" positions only (projects the vocabulary at the masked positions alone: much cheaper).
     ce_positions: Literal["all", "masked"] = "all"
     # Teacher layers copied into the student, in order (0-based). null: every other layer (0, 2, 4, ...).
     # HF's DistilBERT used [0, 2, 4, 7, 9, 11] of 12.
     student_layers: list[int] | None = None
+    # How the student starts: "teacher" copies student_layers (and embeddings, MLM head) from the teacher;
+    # "random" is the same shape (teacher's width, len(student_layers) layers) with fresh weights seeded
+    # by train.seed: the paper's "random init" ablation.
+    student_init: Literal["teacher", "random"] = "teacher"
 
     def validate(self, prefix: str) -> None:
         _require(self.temperature > 0, f"{prefix}.temperature", "a number > 0", self.temperature)
-        alphas = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
+        alphas = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden_mse")
         for key in alphas:
             value = getattr(self, key)
             _require(value >= 0, f"{prefix}.{key}", "a number >= 0", value)

@@ -19,10 +19,17 @@ def test_distill_defaults_are_the_papers():
     cfg = DistillConfig()
     assert (cfg.temperature, cfg.alpha_ce, cfg.alpha_mlm, cfg.alpha_cos, cfg.alpha_mse) == (2.0, 5.0, 2.0, 1.0, 0.0)
     assert cfg.ce_positions == "all" and cfg.student_layers is None
+    assert cfg.alpha_hidden_mse == 0.0 and cfg.student_init == "teacher"
+
+
+def test_hidden_mse_alone_is_a_valid_objective():
+    cfg = DistillConfig.from_dict({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_hidden_mse": 1})
+    assert cfg.alpha_hidden_mse == 1.0 and not cfg.needs_teacher_logits
 
 
 def test_json_round_trip(tmp_path):
-    cfg = DistillConfig.from_dict({"temperature": 3, "student_layers": [0, 2, 4, 7, 9, 11], "ce_positions": "masked"})
+    cfg = DistillConfig.from_dict({"temperature": 3, "student_layers": [0, 2, 4, 7, 9, 11], "ce_positions": "masked",
+                                   "alpha_hidden_mse": 0.5, "student_init": "random"})
     assert cfg.temperature == 3.0 and isinstance(cfg.temperature, float)
     dump_json(cfg.to_dict(), tmp_path / "c.json")
     assert DistillConfig.from_dict(load_json(tmp_path / "c.json")) == cfg
@@ -38,6 +45,11 @@ def test_json_round_trip(tmp_path):
         ({"alpha_ce": "5"}, "distill.alpha_ce", "float"),
         ({"alpha_mlm": True}, "distill.alpha_mlm", "float"),
         ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_mse": 0}, "alpha", "at least one"),
+        ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_mse": 0, "alpha_hidden_mse": 0},
+         "alpha", "alpha_hidden_mse"),
+        ({"alpha_hidden_mse": -1}, "distill.alpha_hidden_mse", ">= 0"),
+        ({"student_init": "scratch"}, "distill.student_init", "'teacher' | 'random'"),
+        ({"student_init": None}, "distill.student_init", "'teacher' | 'random'"),
         ({"ce_positions": "some"}, "distill.ce_positions", "'all' | 'masked'"),
         ({"student_layers": [0, "2"]}, "distill.student_layers", "list of int"),
         ({"student_layers": [-1]}, "distill.student_layers", ">= 0"),
