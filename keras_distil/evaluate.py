@@ -1,12 +1,16 @@
-"""``keras-distil evaluate``: how good a masked-LM model is on held-out text, and how close to its teacher.
+"""``keras-distil evaluate``: how good a masked-LM or encoder-only model is on held-out text, and how
+close to its teacher.
 
 For every model, on the same masked batches:
 
+* ``mlm_head``: whether the model has a masked-LM head (encoder-only / sentence-embedding checkpoints,
+  e.g. a Hugging Face ``BertModel`` folder, have none);
 * ``masked_lm_accuracy``: top-1 accuracy at the masked positions, weighted by ``mask_weights``;
 * ``perplexity``: ``exp`` of the mean negative log-likelihood of the true tokens there (``nll``);
 * ``params``: number of weights; ``latency_s``: median seconds per batch of a ``tf.function`` forward
-  (MLM logits at the masked positions) over ``latency_runs`` runs on the first batch, after a warm-up,
-  the models taking turns within each run.
+  over ``latency_runs`` runs on the first batch, after a warm-up, the models taking turns within each run.
+  The forward timed is the MLM one (logits at the masked positions) when every model has a head, else
+  the encoder alone (last hidden states) for every model, so that ``speedup`` compares the same work.
 
 With a teacher, every other model also gets ``vs_teacher``:
 
@@ -17,9 +21,35 @@ With a teacher, every other model also gets ``vs_teacher``:
 * ``accuracy_retention`` (model accuracy / teacher's), ``perplexity_ratio``, ``speedup`` (teacher
   latency / model's) and ``param_ratio`` (model params / teacher's).
 
-The cosines need equal widths; they are null otherwise. Masking is deterministic: the held-out batches
-are built by the training pipeline with a fixed seed, uniform masking (no frequency smoothing) and
-no shuffling across runs, so every model and every run sees the same positions.
+Encoder-only models: the masked-LM fields of a model without a head (``masked_lm_accuracy``, ``nll``,
+``perplexity``) are null, and so are ``top1_agreement``, ``kl``, ``accuracy_retention`` and
+``perplexity_ratio`` whenever the model or the teacher lacks a head; the cosines are still reported.
+Every null prints as ``-`` in the table. The cosines need equal widths; they are null otherwise.
+
+Which inputs the embeddings (hidden states, hence the cosines) are computed on, ``embedding_inputs``:
+
+* ``"unmasked"``: the token ids before masking, recovered from the batch itself (``mask_ids`` written
+  back at the used ``mask_positions``; see :func:`unmasked_token_ids`). Sentence embeddings are used on
+  clean text, and ~15 % [MASK]/random tokens would measure the models on inputs they never see there.
+* ``"masked"``: the masked inputs of the MLM forward, at no extra cost; these are also the inputs on
+  which the distillation's cosine loss is trained.
+* ``"auto"`` (default): ``"unmasked"`` when no model has an MLM head (an embedding-only evaluation),
+  else ``"masked"``, which keeps one forward per model and the figures of masked-LM reports unchanged.
+
+The choice is recorded as ``data.embedding_inputs``; ``data.latency_forward`` says which forward was
+timed (``"masked_lm"`` or ``"encoder"``).
+
+Masking is deterministic: the held-out batches are built by the training pipeline with a fixed seed,
+uniform masking (no frequency smoothing) and no shuffling across runs, so every model and every run
+sees the same positions.
+
+The JSON report (``--out``)::
+
+    {"format": "keras-distil-evaluation", "teacher": NAME | null,
+     "data": {"batches", "sequences", "masked_tokens", "embedding_inputs", "latency_forward",
+              and from the command line: "sources", "seed", "max_len", "batch_size", "vocab_file"},
+     "models": {NAME: {"params", "mlm_head", "masked_lm_accuracy", "nll", "perplexity", "latency_s",
+                       "vs_teacher": {...}  (every model but the teacher, when there is one)}}}
 """
 
 from __future__ import annotations
@@ -40,6 +70,8 @@ logger = logging.getLogger("keras_distil.evaluate")
 
 EVAL_SEED = 1234  # the masking / order seed of held-out batches: the same positions for every model and run
 REPORT_FORMAT = "keras-distil-evaluation"
+MASK_FIELDS = ("mask_positions", "mask_ids", "mask_weights")  # what the MLM metrics read
+EMBEDDING_INPUTS = ("auto", "masked", "unmasked")  # the inputs of the cosines (module docstring)
 
 
 # ---- per-batch sums (float64; divided once at the end) -----------------------------------------
@@ -86,8 +118,11 @@ def _add(total: dict, part: dict) -> None:
         total[key] = total.get(key, 0.0) + value
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None
+def _ratio(num: float | None, den: float | None) -> float | None:
+    """``num / den``; None when either is missing (a model without a head, no timing) or ``den`` is 0."""
+    if num is None or not den:
+        return None
+    return num / den
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -96,14 +131,51 @@ def count_params(model) -> int:
     return int(sum(int(np.prod(v.shape)) for v in model.weights))
 
 
+def has_mlm_head(model) -> bool:
+    """False for an encoder-only BertMLM (``with_mlm_head=False``); models without the attribute have one."""
+    return getattr(model, "with_mlm_head", True) is not False
+
+
 def _inputs(batch) -> dict:
     keys = ("token_ids", "padding_mask", "segment_ids", "mask_positions")
     return {k: tf.convert_to_tensor(batch[k]) for k in keys if k in batch}
 
 
+def unmasked_token_ids(batch):
+    """The token ids of ``batch`` before masking: ``mask_ids`` written back at the used ``mask_positions``.
+
+    ``mask_ids`` holds the original token of every selected slot, whether it became [MASK], a random
+    token or stayed (80/10/10), so this recovers the clean sequences exactly. Without mask fields the
+    batch is taken as clean already."""
+    ids = tf.cast(batch["token_ids"], tf.int32)
+    if "mask_positions" not in batch:
+        return ids
+    positions = tf.cast(batch["mask_positions"], tf.int32)
+    used = tf.cast(batch["mask_weights"], tf.float32) > 0
+    rows = tf.broadcast_to(tf.range(tf.shape(positions)[0])[:, None], tf.shape(positions))
+    where = tf.boolean_mask(tf.stack([rows, positions], axis=-1), used)
+    return tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(tf.cast(batch["mask_ids"], tf.int32), used))
+
+
+def embedding_inputs_of(batch, mode: str) -> dict:
+    """The encoder inputs the hidden states are compared on: the batch's (``"masked"``) or its token ids
+    before masking (``"unmasked"``); no ``mask_positions`` either way (the head is not run)."""
+    inputs = {k: v for k, v in _inputs(batch).items() if k != "mask_positions"}
+    if mode == "unmasked":
+        inputs["token_ids"] = unmasked_token_ids(batch)
+    return inputs
+
+
 def forward_fn(model):
     """A compiled inference forward: the batch dict -> the model's outputs (logits at mask_positions)."""
     return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+
+def encoder_fn(model):
+    """A compiled forward of the encoder alone (``hidden`` and ``pooled``; a head, if any, is skipped)."""
+    if not has_mlm_head(model):
+        return forward_fn(model)
+    return tf.function(lambda inputs: model(inputs, training=False, return_logits=False), reduce_retracing=True)
 
 
 def median_latencies(forwards: dict, batch, runs: int = 10, warmup: int = 2) -> dict[str, float]:
@@ -138,53 +210,79 @@ def _check_models(models: dict, teacher_name: str | None) -> None:
     if len(known) > 1:
         raise ConfigError("evaluate: the models do not share a vocabulary (vocab_size "
                           + ", ".join(f"{n}={s}" for n, s in sizes.items()) + ")")
-    for name, model in models.items():
-        if getattr(model, "with_mlm_head", True) is False:
-            raise ConfigError(f"evaluate: model {name!r} has no MLM head; masked-token accuracy needs one")
+
+
+def _check_mask_fields(batch: dict, headed: list[str]) -> None:
+    missing = [k for k in MASK_FIELDS if k not in batch]
+    if headed and missing:
+        raise ConfigError(f"evaluate: the batches have no {', '.join(missing)}, but {', '.join(headed)} "
+                          "has an MLM head; give masked batches (heldout_batches)")
 
 
 def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_batches: int | None = None,
-                    latency_runs: int = 10) -> dict:
-    """Evaluate ``models`` (name -> BertMLM-like model) on the masked batches of ``dataset`` (a
-    ``tf.data.Dataset`` or an iterable of batch dicts); returns a JSON-able report (module docstring).
+                    latency_runs: int = 10, embedding_inputs: str = "auto") -> dict:
+    """Evaluate ``models`` (name -> BertMLM-like model, with or without an MLM head) on the masked batches
+    of ``dataset`` (a ``tf.data.Dataset`` or an iterable of batch dicts); returns a JSON-able report
+    (module docstring).
 
-    ``teacher_name``: the model the others are compared with; ``latency_runs`` 0 skips timing.
+    ``teacher_name``: the model the others are compared with; ``latency_runs`` 0 skips timing;
+    ``embedding_inputs``: "auto", "masked" or "unmasked", the inputs of the cosines (module docstring).
     """
     _check_models(models, teacher_name)
-    forwards = {name: forward_fn(model) for name, model in models.items()}
-    mlm = {name: {} for name in models}
+    if embedding_inputs not in EMBEDDING_INPUTS:
+        raise ConfigError(f"evaluate: embedding_inputs={embedding_inputs!r}; accepted: {', '.join(EMBEDDING_INPUTS)}")
+    headed = [name for name, model in models.items() if has_mlm_head(model)]
+    mode = embedding_inputs if embedding_inputs != "auto" else ("masked" if headed else "unmasked")
+    mlm_forwards = {name: forward_fn(models[name]) for name in headed}
+    encoders = {name: encoder_fn(model) for name, model in models.items()}
+    mlm = {name: {} for name in headed}
     versus = {name: {} for name in models if name != teacher_name}
     batches = sequences = 0
+    masked_tokens = 0.0
     first = None
     for batch in dataset:
         if max_batches is not None and batches >= max_batches:
             break
         batch = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+        _check_mask_fields(batch, headed)
         first = first if first is not None else batch
-        inputs = _inputs(batch)
         sequences += int(tf.reduce_sum(tf.cast(tf.reduce_any(tf.cast(batch["padding_mask"], tf.bool), axis=1), tf.int32)))
-        outputs = {name: forwards[name](inputs) for name in models}
+        if "mask_weights" in batch:
+            masked_tokens += float(tf.reduce_sum(tf.cast(batch["mask_weights"], tf.float32)))
+        inputs = _inputs(batch)
+        outputs = {name: mlm_forwards[name](inputs) for name in headed}
         for name, out in outputs.items():
             _add(mlm[name], masked_lm_sums(out["logits"], batch["mask_ids"], batch["mask_weights"]))
         if teacher_name is not None:
-            t_out = outputs[teacher_name]
+            clean = embedding_inputs_of(batch, mode)
+            hidden = {name: outputs[name]["hidden"] if mode == "masked" and name in outputs
+                      else encoders[name](clean)["hidden"] for name in models}
+            t_hidden = hidden[teacher_name]
             for name in versus:
-                _add(versus[name], agreement_sums(t_out["logits"], outputs[name]["logits"], batch["mask_weights"]))
-                if outputs[name]["hidden"].shape[-1] == t_out["hidden"].shape[-1]:
-                    _add(versus[name], cosine_sums(t_out["hidden"], outputs[name]["hidden"], batch["padding_mask"]))
+                if name in outputs and teacher_name in outputs:
+                    _add(versus[name], agreement_sums(outputs[teacher_name]["logits"], outputs[name]["logits"],
+                                                      batch["mask_weights"]))
+                if hidden[name].shape[-1] == t_hidden.shape[-1]:
+                    _add(versus[name], cosine_sums(t_hidden, hidden[name], batch["padding_mask"]))
         batches += 1
     if first is None:
         raise ConfigError("evaluate: the evaluation data yielded no batch")
-    latency = median_latencies(forwards, first, latency_runs) if latency_runs > 0 else {}
+    latency, timed = {}, None
+    if latency_runs > 0:
+        # Like with like: the MLM forward when every model has one, else the encoder of every model.
+        timed = "masked_lm" if len(headed) == len(models) else "encoder"
+        latency = (median_latencies(mlm_forwards, first, latency_runs) if timed == "masked_lm"
+                   else median_latencies(encoders, embedding_inputs_of(first, mode), latency_runs))
     report = {"format": REPORT_FORMAT, "teacher": teacher_name, "models": {},
-              "data": {"batches": batches, "sequences": sequences,
-                       "masked_tokens": int(next(iter(mlm.values()))["weight"])}}
+              "data": {"batches": batches, "sequences": sequences, "masked_tokens": int(masked_tokens),
+                       "embedding_inputs": mode, "latency_forward": timed}}
     for name, model in models.items():
-        sums = mlm[name]
-        nll = _ratio(sums["nll"], sums["weight"])
+        sums = mlm.get(name, {})
+        nll = _ratio(sums.get("nll"), sums.get("weight"))
         report["models"][name] = {
             "params": count_params(model),
-            "masked_lm_accuracy": _ratio(sums["correct"], sums["weight"]),
+            "mlm_head": name in mlm,
+            "masked_lm_accuracy": _ratio(sums.get("correct"), sums.get("weight")),
             "nll": nll,
             "perplexity": math.exp(nll) if nll is not None else None,
             "latency_s": latency.get(name),
@@ -193,14 +291,15 @@ def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_
         teacher = report["models"][teacher_name]
         for name, sums in versus.items():
             entry = report["models"][name]
+            weight = mlm.get(name, {}).get("weight")
             entry["vs_teacher"] = {
-                "top1_agreement": _ratio(sums["agree"], mlm[name]["weight"]),
-                "kl": _ratio(sums["kl"], mlm[name]["weight"]),
-                "hidden_cosine": _ratio(sums.get("hidden_cos", 0.0), sums.get("tokens", 0.0)),
-                "sentence_cosine": _ratio(sums.get("sentence_cos", 0.0), sums.get("sequences", 0.0)),
-                "accuracy_retention": _ratio(entry["masked_lm_accuracy"] or 0.0, teacher["masked_lm_accuracy"] or 0.0),
-                "perplexity_ratio": _ratio(entry["perplexity"] or 0.0, teacher["perplexity"] or 0.0),
-                "speedup": _ratio(teacher["latency_s"] or 0.0, entry["latency_s"] or 0.0),
+                "top1_agreement": _ratio(sums.get("agree"), weight),
+                "kl": _ratio(sums.get("kl"), weight),
+                "hidden_cosine": _ratio(sums.get("hidden_cos"), sums.get("tokens")),
+                "sentence_cosine": _ratio(sums.get("sentence_cos"), sums.get("sequences")),
+                "accuracy_retention": _ratio(entry["masked_lm_accuracy"], teacher["masked_lm_accuracy"]),
+                "perplexity_ratio": _ratio(entry["perplexity"], teacher["perplexity"]),
+                "speedup": _ratio(teacher["latency_s"], entry["latency_s"]),
                 "param_ratio": _ratio(entry["params"], teacher["params"]),
             }
     return report
@@ -229,12 +328,13 @@ def _named(spec: str, default: str) -> tuple[str, str]:
 
 def load_models(paths: dict[str, str]):
     """``(models, tokenizer settings)`` of checkpoints by name (``load_teacher``: HF folder, KerasHub preset
-    or .keras); the tokenizer is the first checkpoint's that carries one (None when none does)."""
+    or .keras; encoder-only checkpoints load without a head); the tokenizer is the first checkpoint's that
+    carries one (None when none does)."""
     from keras_distil.models.checkpoints import load_teacher
 
     models, tokenizer = {}, None
     for name, path in paths.items():
-        loaded = load_teacher(path, require_mlm_head=True)
+        loaded = load_teacher(path, require_mlm_head=False)
         models[name] = loaded.model
         tokenizer = tokenizer or loaded.tokenizer
     return models, tokenizer
@@ -254,7 +354,8 @@ def make_tokenizer(settings=None, vocab_file: str | None = None, lowercase: bool
 
 def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None = None, vocab_file: str | None = None,
                          lowercase: bool = True, max_len: int = 128, batch_size: int = 32,
-                         max_batches: int | None = None, latency_runs: int = 10, seed: int = EVAL_SEED) -> dict:
+                         max_batches: int | None = None, latency_runs: int = 10, seed: int = EVAL_SEED,
+                         embedding_inputs: str = "auto") -> dict:
     """:func:`evaluate_models` on checkpoints by name and held-out text (file paths, prepared folders or
     ``tfds:`` names); the teacher's checkpoint (listed first) provides the tokenizer unless ``vocab_file``."""
     if teacher_name is not None and teacher_name in paths:
@@ -264,7 +365,7 @@ def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None =
     data_config = DataConfig(max_len=max_len, batch_size=batch_size, lowercase=tokenizer.lowercase,
                              strip_accents=tokenizer.strip_accents)
     report = evaluate_models(models, heldout_batches(data, tokenizer, data_config, seed), teacher_name,
-                             max_batches=max_batches, latency_runs=latency_runs)
+                             max_batches=max_batches, latency_runs=latency_runs, embedding_inputs=embedding_inputs)
     report["data"].update({"sources": [data] if isinstance(data, str) else list(data), "seed": seed,
                            "max_len": max_len, "batch_size": batch_size, "vocab_file": tokenizer.vocab_file})
     return report
@@ -273,9 +374,12 @@ def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None =
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate --model PATH [--teacher PATH] --data PATH ...`` on argparse ``subparsers``."""
     parser = subparsers.add_parser(
-        "evaluate", help="masked-token accuracy / perplexity on held-out text, teacher-student agreement",
-        description="Evaluate masked-LM models on held-out text with deterministic masking. Models are Hugging "
-                    "Face folders, KerasHub presets or .keras files; give several --model NAME=PATH to compare.")
+        "evaluate", help="masked-token accuracy / perplexity on held-out text, teacher-student agreement, "
+                         "embedding cosines",
+        description="Evaluate masked-LM and encoder-only models on held-out text with deterministic masking. "
+                    "Models are Hugging Face folders, KerasHub presets or .keras files; give several --model "
+                    "NAME=PATH to compare. Models without an MLM head get '-' for the masked-LM figures and are "
+                    "compared with the teacher by hidden-state and mean-pooled sentence cosines.")
     parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
                         help="model to evaluate; repeatable")
     parser.add_argument("--teacher", metavar="[NAME=]PATH", help="teacher: the others are compared with it")
@@ -289,14 +393,18 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches")
     parser.add_argument("--latency-runs", type=int, default=10, help="timed forwards per model (0: no timing)")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help=f"masking seed (default {EVAL_SEED})")
+    parser.add_argument("--embedding-inputs", choices=EMBEDDING_INPUTS, default="auto",
+                        help="inputs of the cosines: the masked batches, the text before masking, or auto "
+                             "(unmasked when no model has an MLM head; default)")
     parser.add_argument("--out", metavar="REPORT.json", help="also write the report here (atomically)")
     parser.set_defaults(func=run_evaluate)
     return parser
 
 
 def format_report(report: dict) -> str:
-    """A plain-text table of the report."""
-    rows = [("model", "params", "MLM acc", "ppl", "ms/batch", "agree", "KL", "cos", "retention", "speedup")]
+    """A plain-text table of the report; a null figure (no head, no teacher, no timing) prints as ``-``."""
+    rows = [("model", "params", "MLM acc", "ppl", "ms/batch", "agree", "KL", "cos", "sent cos", "retention",
+             "speedup")]
 
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
@@ -306,7 +414,7 @@ def format_report(report: dict) -> str:
         rows.append((name, f"{m['params']:,}", fmt(m["masked_lm_accuracy"], ".4f"), fmt(m["perplexity"], ".2f"),
                      fmt(None if m["latency_s"] is None else 1000 * m["latency_s"], ".1f"),
                      fmt(v.get("top1_agreement"), ".4f"), fmt(v.get("kl"), ".4f"), fmt(v.get("hidden_cosine"), ".4f"),
-                     fmt(v.get("accuracy_retention"), ".3f"), fmt(v.get("speedup"), ".2f")))
+                     fmt(v.get("sentence_cosine"), ".4f"), fmt(v.get("accuracy_retention"), ".3f"), fmt(v.get("speedup"), ".2f")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                      for r in rows)
@@ -322,7 +430,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"evaluate: model names must differ, got {', '.join(names)} (use --model NAME=PATH)")
     report = evaluate_checkpoints(dict(specs), args.data, specs[0][0] if args.teacher else None, args.vocab,
                                   not args.no_lowercase, args.max_len, args.batch_size, args.max_batches,
-                                  args.latency_runs, args.seed)
+                                  args.latency_runs, args.seed, args.embedding_inputs)
     print(format_report(report))
     if args.out:
         atomic_write_json(args.out, report)

@@ -1,7 +1,9 @@
-"""keras-distil evaluate: metrics against numpy formulas, identical models, deterministic held-out masks, CLI."""
+"""keras-distil evaluate: metrics against numpy formulas, identical models, deterministic held-out masks,
+encoder-only (head-less) models, CLI."""
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -15,9 +17,11 @@ from keras_distil.evaluate import (
     agreement_sums,
     cosine_sums,
     evaluate_models,
+    format_report,
     heldout_batches,
     main,
     masked_lm_sums,
+    unmasked_token_ids,
 )
 
 VOCAB = 120
@@ -108,7 +112,9 @@ def test_tiny_models_against_numpy(tiny_models):
     assert other["kl"] == pytest.approx(((np.exp(logq) * (logq - logp)).sum(-1) * w).sum() / w.sum(), rel=1e-4)
     assert other["kl"] > 0.01 and other["hidden_cosine"] < 0.99
     assert report["models"]["other"]["params"] < report["models"]["teacher"]["params"]
-    assert report["data"] == {"batches": 3, "sequences": 12, "masked_tokens": int(w.sum())}
+    assert report["data"] == {"batches": 3, "sequences": 12, "masked_tokens": int(w.sum()),
+                              "embedding_inputs": "masked", "latency_forward": "masked_lm"}
+    assert all(m["mlm_head"] for m in report["models"].values())
 
 
 def test_bad_inputs(tiny_models):
@@ -174,3 +180,131 @@ def test_registered_in_the_cli(tmp_path, monkeypatch, capsys):
     missing = str(tmp_path / "nothing")
     assert cli.main(["evaluate", "--model", missing, "--data", missing]) == 2
     assert f"keras-distil evaluate: error: {missing}: no such file or folder" in capsys.readouterr().err
+
+
+# ---- encoder-only (head-less) models -----------------------------------------------------------
+
+def np_unmask(batch):
+    """The clean ids, one masked slot at a time (reference for unmasked_token_ids)."""
+    ids = np.array(batch["token_ids"]).copy()
+    for b, p in zip(*np.nonzero(np.asarray(batch["mask_weights"]) > 0)):
+        ids[b, batch["mask_positions"][b, p]] = batch["mask_ids"][b, p]
+    return ids
+
+
+def np_cosines(teacher, model, batches, clean):
+    """(hidden_cosine, sentence_cosine) by numpy over ``batches``, the models run on the clean or masked ids."""
+    token_sum = tokens = sentence_sum = sequences = 0.0
+    for batch in batches:
+        ids = np_unmask(batch) if clean else batch["token_ids"]
+        inputs = {"token_ids": ids, "padding_mask": batch["padding_mask"]}
+        ht, hm = (m(inputs)["hidden"].numpy().astype("float64") for m in (teacher, model))
+        pad = batch["padding_mask"].astype("float64")
+        token_sum += (np_cos(ht, hm) * pad).sum()
+        tokens += pad.sum()
+        for i in range(len(ids)):
+            real = pad[i] > 0
+            sentence_sum += np_cos(ht[i, real].mean(0), hm[i, real].mean(0))
+            sequences += 1
+    return token_sum / tokens, sentence_sum / sequences
+
+
+def test_unmasked_token_ids_match_numpy():
+    batch = make_batch(batch_size=5, seq_len=14, num_predictions=4, vocab_size=VOCAB, seed=7)
+    clean = unmasked_token_ids(batch).numpy()
+    np.testing.assert_array_equal(clean, np_unmask(batch))
+    assert (clean != batch["token_ids"]).any()  # the batch was masked: the test can tell the two apart
+    plain = {k: batch[k] for k in ("token_ids", "padding_mask")}
+    np.testing.assert_array_equal(unmasked_token_ids(plain).numpy(), batch["token_ids"])
+
+
+def test_unmasked_heldout_batches_are_the_tokenized_text(text_files):
+    """Every masked, random and kept slot of the real pipeline is undone: the rows are the tokenized lines."""
+    vocab = (text_files / "vocab.txt").read_text().split()
+    lines = (text_files / "heldout.txt").read_text().splitlines()
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
+    expected = sorted((cls, *(vocab.index(w) for w in line.split()), sep) for line in lines)
+    tok = WordPieceTokenizer.from_vocab_file(text_files / "vocab.txt")
+    got, changed = [], 0
+    for batch in heldout_batches(str(text_files / "heldout.txt"), tok):
+        clean, pad = unmasked_token_ids(batch).numpy(), batch["padding_mask"].numpy()
+        got += [tuple(row[p > 0].tolist()) for row, p in zip(clean, pad)]
+        changed += int((clean != batch["token_ids"].numpy()).sum())
+    assert sorted(got) == expected and changed > 0
+
+
+@pytest.fixture(scope="module")
+def headless_models(tiny_models):
+    """The tiny models' encoders without their MLM heads (same backbone weights)."""
+    def strip(model):
+        bare = build_mlm_model(model.model_config, with_mlm_head=False)
+        bare.backbone.set_weights(model.backbone.get_weights())
+        return bare
+
+    return {name: strip(tiny_models[name]) for name in ("teacher", "other")}
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return [make_batch(batch_size=4, seq_len=12, num_predictions=3, vocab_size=VOCAB, seed=s) for s in range(2)]
+
+
+MLM_FIELDS = ("masked_lm_accuracy", "nll", "perplexity")
+AGREEMENT_FIELDS = ("top1_agreement", "kl", "accuracy_retention", "perplexity_ratio")
+
+
+def test_embedding_only_evaluation_on_unmasked_inputs(headless_models, batches):
+    teacher, other = headless_models["teacher"], headless_models["other"]
+    report = evaluate_models({"teacher": teacher, "copy": teacher, "other": other}, batches, "teacher",
+                             latency_runs=1)
+    json.dumps(report)
+    assert report["data"]["embedding_inputs"] == "unmasked" and report["data"]["latency_forward"] == "encoder"
+    for m in report["models"].values():
+        assert m["mlm_head"] is False and all(m[k] is None for k in MLM_FIELDS) and m["latency_s"] > 0
+    same, versus = report["models"]["copy"]["vs_teacher"], report["models"]["other"]["vs_teacher"]
+    assert same["hidden_cosine"] == pytest.approx(1.0, abs=1e-6) and same["sentence_cosine"] == pytest.approx(1.0)
+    assert all(versus[k] is None for k in AGREEMENT_FIELDS) and versus["param_ratio"] < 1
+    clean = np_cosines(teacher, other, batches, clean=True)
+    assert (versus["hidden_cosine"], versus["sentence_cosine"]) == pytest.approx(clean, rel=1e-5)
+    # Asked for explicitly, the masked inputs give other (and here clearly different) figures.
+    masked_report = evaluate_models({"teacher": teacher, "other": other}, batches, "teacher", latency_runs=0,
+                                    embedding_inputs="masked")
+    on_masked = masked_report["models"]["other"]["vs_teacher"]
+    masked = np_cosines(teacher, other, batches, clean=False)
+    assert (on_masked["hidden_cosine"], on_masked["sentence_cosine"]) == pytest.approx(masked, rel=1e-5)
+    assert abs(masked[0] - clean[0]) > 1e-3
+    assert masked_report["data"]["latency_forward"] is None and on_masked["speedup"] is None
+
+
+def test_mixed_heads(tiny_models, headless_models, batches):
+    """Head-less teacher, headed student and the reverse: MLM figures where a head exists, cosines always."""
+    report = evaluate_models({"teacher": headless_models["teacher"], "student": tiny_models["other"]}, batches,
+                             "teacher", latency_runs=1)
+    assert report["data"]["embedding_inputs"] == "masked" and report["data"]["latency_forward"] == "encoder"
+    student = report["models"]["student"]
+    assert student["mlm_head"] and student["masked_lm_accuracy"] is not None and student["perplexity"] > 1
+    assert all(student["vs_teacher"][k] is None for k in AGREEMENT_FIELDS)
+    masked = np_cosines(headless_models["teacher"], tiny_models["other"], batches, clean=False)
+    v = student["vs_teacher"]
+    assert (v["hidden_cosine"], v["sentence_cosine"]) == pytest.approx(masked, rel=1e-5)
+    assert v["speedup"] > 0
+    report = evaluate_models({"teacher": tiny_models["teacher"], "student": headless_models["teacher"]}, batches,
+                             "teacher", latency_runs=0)
+    student = report["models"]["student"]
+    assert all(student[k] is None for k in MLM_FIELDS) and report["models"]["teacher"]["perplexity"] > 1
+    assert all(student["vs_teacher"][k] is None for k in AGREEMENT_FIELDS)
+    assert student["vs_teacher"]["sentence_cosine"] == pytest.approx(1.0)  # the teacher's own encoder
+    table = format_report(report).splitlines()
+    row = dict(zip(re.split(r"\s{2,}", table[0].strip()), table[2].split()))  # headers may hold one space
+    assert row["model"] == "student" and row["sent cos"] == "1.0000"
+    assert row["MLM acc"] == row["ppl"] == row["agree"] == row["KL"] == row["retention"] == row["ms/batch"] == "-"
+    with pytest.raises(ConfigError, match="embedding_inputs='clean'"):
+        evaluate_models(headless_models, batches, "teacher", embedding_inputs="clean")
+    plain = [{k: b[k] for k in ("token_ids", "padding_mask")} for b in batches]
+    with pytest.raises(ConfigError, match="no mask_positions, mask_ids, mask_weights, but student has an MLM head"):
+        evaluate_models({"teacher": headless_models["teacher"], "student": tiny_models["other"]}, plain, "teacher")
+    # Batches without masks are fine when no model has a head: they are clean text already.
+    report = evaluate_models(headless_models, plain, "teacher", latency_runs=0)
+    assert report["data"]["masked_tokens"] == 0
+    assert report["models"]["other"]["vs_teacher"]["sentence_cosine"] == pytest.approx(
+        np_cosines(headless_models["teacher"], headless_models["other"], batches, clean=False)[1], rel=1e-5)
