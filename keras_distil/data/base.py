@@ -1,15 +1,18 @@
-"""Shared pieces of the data package: its error type, corpus counters and atomic file writes."""
+"""Shared pieces of the data package: its error type, corpus counters and JSON reading.
+
+The atomic file writes live in :mod:`keras_distil.io`; they stay importable from here."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from keras_distil.io import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: F401 - re-exported
 
 logger = logging.getLogger("keras_distil.data")
 
@@ -63,22 +66,6 @@ class DataStats:
 def is_blank(text: tf.Tensor) -> tf.Tensor:
     """True for strings that are empty or only ASCII whitespace (no document)."""
     return tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
-    tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def temporary_name(path: str) -> str:
-    return f"{path}.tmp-{os.getpid()}"
 
 
 def read_json(path: str, what: str) -> Any:

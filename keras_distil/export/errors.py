@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+
+from keras_distil import io
 
 
 class ExportError(RuntimeError):
@@ -38,27 +37,10 @@ def check_destination(folder: str, overwrite: bool) -> str:
     return folder
 
 
-@contextlib.contextmanager
-def staged_folder(folder: str, overwrite: bool = False) -> Iterator[str]:
+def staged_folder(folder: str, overwrite: bool = False) -> contextlib.AbstractContextManager[str]:
     """Yield an empty temporary sibling of ``folder``; on normal exit it replaces ``folder``.
 
     On any exception the temporary folder is removed and ``folder`` keeps its old contents (if any).
+    The destination is checked first (:func:`check_destination`); the swap is :func:`keras_distil.io.staged_folder`.
     """
-    folder = check_destination(folder, overwrite)
-    parent = os.path.dirname(folder)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
-    except OSError as e:
-        raise ExportError(f"{folder}: cannot be written ({e.strerror or e})") from None
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(folder):
-            old = f"{tmp}.old"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return io.staged_folder(check_destination(folder, overwrite), overwrite, error=ExportError)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import struct
-import tempfile
-from collections.abc import Iterator
 
 import numpy as np
+
+from keras_distil.io import staged_folder
 
 
 class CheckpointError(ValueError):
@@ -195,30 +194,11 @@ def write_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[
               metadata=metadata or {"format": "pt"})
 
 
-@contextlib.contextmanager
-def atomic_folder(folder: str, overwrite: bool = False) -> Iterator[str]:
+def atomic_folder(folder: str, overwrite: bool = False) -> contextlib.AbstractContextManager[str]:
     """Yield a temporary sibling folder; on success it replaces ``folder``, on failure it is removed.
 
     A reader never sees a half-written checkpoint: the folder either keeps its old contents or has all
-    the new ones. ``overwrite=False`` refuses to replace an existing non-empty folder.
+    the new ones. ``overwrite=False`` refuses to replace an existing non-empty folder. (See
+    :func:`keras_distil.io.staged_folder`; its refusals are raised here as :class:`CheckpointError`.)
     """
-    folder = os.path.abspath(os.fspath(folder))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise CheckpointError(f"{folder}: exists and is not a folder")
-    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
-        raise CheckpointError(f"{folder}: folder exists and is not empty (pass overwrite=True to replace it)")
-    parent = os.path.dirname(folder)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(folder):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.old-", dir=parent)
-            os.rmdir(old)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return staged_folder(folder, overwrite, error=CheckpointError)

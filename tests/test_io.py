@@ -1,0 +1,125 @@
+"""keras_distil.io: atomic file writes and the staged folder swapped in atomically."""
+
+import json
+import os
+
+import pytest
+
+from keras_distil.io import (
+    DestinationError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    staged_folder,
+)
+
+
+def _listing(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_json_round_trip_and_format(tmp_path):
+    obj = {"b": [1, 2.5, None], "a": {"ü": "text"}, "c": True}
+    path = tmp_path / "x.json"
+    atomic_write_json(path, obj)
+    assert json.loads(path.read_text(encoding="utf-8")) == obj
+    assert path.read_text(encoding="utf-8") == json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    assert _listing(tmp_path) == ["x.json"]
+
+
+def test_text_and_bytes_replace_the_old_file(tmp_path):
+    path = tmp_path / "f.txt"
+    atomic_write_text(path, "old ü")
+    atomic_write_bytes(str(path), b"new")
+    assert path.read_bytes() == b"new"
+    atomic_write_text(path, "ü")
+    assert path.read_bytes() == "ü".encode()
+    assert _listing(tmp_path) == ["f.txt"]
+
+
+def test_failed_file_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"v": object()})  # not JSON: fails before anything is written
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, "not bytes")  # fails in the middle: the temporary file exists
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert _listing(tmp_path) == ["x.json"]
+
+
+def test_staged_folder_creates_and_replaces(tmp_path):
+    dest = tmp_path / "nested" / "export"
+    with staged_folder(dest) as tmp:
+        assert os.path.dirname(tmp) == str(dest.parent) and _listing(tmp) == []
+        assert not dest.exists()  # nothing visible before the swap
+        (open(os.path.join(tmp, "a"), "w")).close()
+    assert _listing(dest) == ["a"]
+    with staged_folder(dest, overwrite=True) as tmp:
+        (open(os.path.join(tmp, "b"), "w")).close()
+    assert _listing(dest) == ["b"]  # replaced as a whole, not merged
+    assert _listing(dest.parent) == ["export"]  # no temporary or old folder left
+
+
+def test_failure_in_the_middle_leaves_the_old_folder_and_no_litter(tmp_path):
+    dest = tmp_path / "ckpt"
+    dest.mkdir()
+    (dest / "weights").write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with staged_folder(dest, overwrite=True) as tmp:
+            with open(os.path.join(tmp, "weights"), "w") as f:
+                f.write("half")
+            raise RuntimeError("interrupted")
+    assert _listing(dest) == ["weights"] and (dest / "weights").read_text() == "old"
+    assert _listing(tmp_path) == ["ckpt"]
+
+
+def test_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    dest = tmp_path / "ckpt"
+    dest.mkdir()
+    (dest / "weights").write_text("old")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(str(src)).startswith(".ckpt.tmp-") and not str(src).endswith(".old"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="No space"):
+        with staged_folder(dest, overwrite=True) as tmp:
+            (open(os.path.join(tmp, "weights"), "w")).close()
+    assert (dest / "weights").read_text() == "old"
+    assert _listing(tmp_path) == ["ckpt"]
+
+
+def test_overwrite_false_refuses_an_existing_folder_naming_it(tmp_path):
+    dest = tmp_path / "export"
+    dest.mkdir()
+    (dest / "keep").write_text("x")
+    with pytest.raises(DestinationError, match=f"{dest}: folder exists and is not empty.*overwrite"):
+        with staged_folder(dest):
+            pytest.fail("the body must not run")
+    assert _listing(dest) == ["keep"] and _listing(tmp_path) == ["export"]
+
+
+def test_empty_existing_folder_is_replaced_without_overwrite(tmp_path):
+    dest = tmp_path / "export"
+    dest.mkdir()
+    with staged_folder(dest) as tmp:
+        (open(os.path.join(tmp, "a"), "w")).close()
+    assert _listing(dest) == ["a"]
+
+
+def test_errors_are_raised_as_the_callers_type(tmp_path):
+    class MyError(ValueError):
+        pass
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(MyError, match=f"{blocker}: exists and is not a folder"):
+        with staged_folder(blocker, error=MyError):
+            pass
+    with pytest.raises(MyError, match=f"{blocker / 'sub'}: cannot be written"):
+        with staged_folder(blocker / "sub", error=MyError):  # its parent is a file
+            pass
