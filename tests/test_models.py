@@ -1,6 +1,7 @@
 """BertMLM against a numpy BERT (Hugging Face's math), and student initialisation from the teacher."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ from conftest import TINY_MODEL, make_batch
 
 from keras_distil.config import ConfigError
 from keras_distil.models.bert import BertMLM
-from keras_distil.models.student import default_student_layers, student_from_teacher
+from keras_distil.models.student import build_student, default_student_layers, student_from_teacher
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,43 @@ def test_default_layers_every_other():
 def test_bad_layer_lists_raise(teacher, layers, match):
     with pytest.raises(ConfigError, match=match):
         student_from_teacher(teacher, layers=layers)
+
+
+def _arrays(model):
+    return [w.numpy() for w in model.weights]
+
+
+def test_random_student_has_the_teacher_layers_shapes_and_fresh_weights(teacher):
+    copied = student_from_teacher(teacher, layers=[1, 3])
+    fresh = build_student(teacher, layers=[1, 3], init="random", seed=11)
+    assert fresh.model_config == copied.model_config and fresh.model_config.num_layers == 2
+    assert fresh.mlm_head is not None and fresh.dtype_policy.name == teacher.dtype_policy.name
+    assert [w.shape for w in fresh.weights] == [w.shape for w in copied.weights]
+    # Every matrix differs from the teacher's (LayerNorms and biases start at BERT's constants; the
+    # fixture's teacher has perturbed ones, so those differ too).
+    for w, a, b in zip(fresh.weights, _arrays(fresh), _arrays(copied)):
+        assert not np.allclose(a, b), w.path
+    again = build_student(teacher, layers=[1, 3], init="random", seed=11)
+    for a, b in zip(_arrays(fresh), _arrays(again)):
+        np.testing.assert_array_equal(a, b)
+    other = build_student(teacher, layers=[1, 3], init="random", seed=12)
+    kernels = [i for i, w in enumerate(fresh.weights) if w.path.endswith(("kernel", "embeddings"))]
+    assert kernels and all(not np.allclose(_arrays(fresh)[i], _arrays(other)[i]) for i in kernels)
+
+
+def test_random_student_follows_the_teachers_depth_and_head():
+    headless = BertMLM(TINY_MODEL, with_mlm_head=False)
+    student = build_student(headless, init="random", seed=1)  # default: half the teacher's 4 layers
+    assert student.model_config.num_layers == 2 and student.mlm_head is None and not student.with_mlm_head
+    batch = make_batch(vocab_size=TINY_MODEL["vocab_size"])
+    assert student(_inputs(batch))["hidden"].shape == (8, 16, TINY_MODEL["hidden_size"])
+
+
+def test_student_init_is_checked(teacher):
+    with pytest.raises(ConfigError, match=re.escape("distill.student_init: got 'scratch'; accepted: 'teacher' | 'random'")):
+        build_student(teacher, init="scratch")
+    with pytest.raises(ConfigError, match="distill.student_layers"):
+        build_student(teacher, layers=[0, 9], init="random")
 
 
 def test_keras_round_trip_keeps_numerics_and_frozen_state(teacher, tmp_path):

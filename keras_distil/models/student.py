@@ -4,11 +4,18 @@ DistilBERT's initialisation (Sanh et al. 2019, section 3): take one layer out of
 teacher and the student share the hidden size. Embeddings (word, position, token type and their
 LayerNorm), the chosen transformer blocks and the MLM head are copied; the student is then an exact
 sub-network of the teacher.
+
+:func:`build_student` also makes the paper's "random init" ablation: the same shape with fresh weights
+(``distill.student_init = "random"``).
 """
 
 from __future__ import annotations
 
-from keras_distil.config import ConfigError, ModelConfig
+from typing import get_args, get_type_hints
+
+import keras
+
+from keras_distil.config import ConfigError, DistillConfig, ModelConfig
 from keras_distil.models.bert import BertMLM
 
 
@@ -42,20 +49,46 @@ def _copy(dst_layer, src_layer) -> None:
     dst_layer.set_weights(src_layer.get_weights())
 
 
-def student_from_teacher(teacher: BertMLM, layers=None) -> BertMLM:
-    """Build a student with the teacher's width and copy the teacher's weights into it.
+STUDENT_INITS = get_args(get_type_hints(DistillConfig)["student_init"])  # ("teacher", "random")
 
-    ``layers``: teacher layer indices to copy, in order (default: :func:`default_student_layers`).
-    Everything else (embeddings, their LayerNorm, the pooler, the MLM head) is copied whole.
+
+def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: int | None = None) -> BertMLM:
+    """A student of the teacher's width, ``len(layers)`` blocks deep, with the teacher's head presence.
+
+    ``layers``: teacher layer indices, in order (default: :func:`default_student_layers`, half the depth).
+    ``init``: ``"teacher"`` copies those layers, the embeddings, the pooler and the MLM head from the
+    teacher (:func:`student_from_teacher`); ``"random"`` keeps fresh random weights (BERT's initialisers).
+    ``seed``: with ``"random"``, reseed Keras' global RNG first (``keras.utils.set_random_seed``), so the
+    weights depend on the seed and the shape alone, not on how many draws loading the teacher consumed;
+    None: draw from the global RNG as it stands.
     """
+    if init not in STUDENT_INITS:
+        raise ConfigError(f"distill.student_init: got {init!r}; accepted: {' | '.join(map(repr, STUDENT_INITS))}")
     n = teacher.model_config.num_layers
     layers = default_student_layers(n) if layers is None else check_student_layers(layers, n)
+    if init == "random" and seed is not None:
+        keras.utils.set_random_seed(seed)
     student = BertMLM(
         student_config(teacher.model_config, len(layers)),
         with_mlm_head=teacher.with_mlm_head,
         dtype=teacher.dtype_policy,
         name="student",
     )
+    if init == "teacher":
+        _copy_from_teacher(student, teacher, layers)
+    return student
+
+
+def student_from_teacher(teacher: BertMLM, layers=None) -> BertMLM:
+    """Build a student with the teacher's width and copy the teacher's weights into it.
+
+    ``layers``: teacher layer indices to copy, in order (default: :func:`default_student_layers`).
+    Everything else (embeddings, their LayerNorm, the pooler, the MLM head) is copied whole.
+    """
+    return build_student(teacher, layers, "teacher")
+
+
+def _copy_from_teacher(student: BertMLM, teacher: BertMLM, layers: list[int]) -> None:
     src, dst = teacher.backbone, student.backbone
     for name in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm",
                  "pooled_dense"):
@@ -64,4 +97,3 @@ def student_from_teacher(teacher: BertMLM, layers=None) -> BertMLM:
         _copy(dst_block, src.transformer_layers[i])
     if teacher.mlm_head is not None:
         _copy(student.mlm_head, teacher.mlm_head)
-    return student

@@ -49,6 +49,17 @@ class RunFolder:
         return os.path.join(self.root, "student")
 
 
+def _with_current_defaults(previous: dict) -> dict:
+    """A run folder's config.json with the knobs added to the toolkit since it was written set to their
+    defaults (which keep the old behaviour), so that adding a knob does not block resuming older runs.
+    A file this version cannot parse is returned unchanged (and then differs from any recipe)."""
+    knobs = {k: v for k, v in previous.items() if k != "command"}
+    try:
+        return {"command": previous.get("command"), **RecipeConfig.from_dict(knobs).to_dict()}
+    except ConfigError:
+        return previous
+
+
 def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFolder:
     """Create the run folder and write config.json; refuse a folder holding a different run."""
     if not recipe.out:
@@ -56,7 +67,7 @@ def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFol
     folder = RunFolder(os.path.abspath(recipe.out))
     resolved = {"command": command, **recipe.to_dict()}
     if os.path.exists(folder.config):
-        previous = load_json(folder.config)
+        previous = _with_current_defaults(load_json(folder.config))
         changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
         if changed:
             raise ConfigError(f"{folder.config}: this folder holds a run with a different {', '.join(changed)}; "
@@ -174,10 +185,11 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
 
 
 def distill(recipe: RecipeConfig, console: bool = True) -> dict:
-    """Distil ``recipe.teacher`` into a student of its width and half its depth (distill.student_layers)."""
+    """Distil ``recipe.teacher`` into a student of its width and half its depth (distill.student_layers),
+    initialised from the teacher's layers or at random (distill.student_init, seeded by train.seed)."""
     from keras_distil.distiller import Distiller
     from keras_distil.models.checkpoints import load_teacher
-    from keras_distil.models.student import student_from_teacher
+    from keras_distil.models.student import build_student
 
     if not recipe.teacher:
         raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
@@ -189,7 +201,8 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
         if tokenizer.vocab_size != loaded.model.model_config.vocab_size:
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
-        student = student_from_teacher(loaded.model, recipe.distill.student_layers)
+        student = build_student(loaded.model, recipe.distill.student_layers, recipe.distill.student_init,
+                                seed=recipe.train.seed)
         return Distiller(loaded.model, student, recipe.distill), tokenizer
 
     return _run(recipe, "distill", build, console)
