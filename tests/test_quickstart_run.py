@@ -168,6 +168,51 @@ def test_student_and_baseline_get_the_same_steps_batch_and_data():
     assert dist["distill"]["ce_positions"] == "masked"
 
 
+def _ablation_module():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "ablation.py")
+    spec = importlib.util.spec_from_file_location("ablation_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_student_stages_carry_student_init_in_their_recipe(tmp_path):
+    """The ablation's variants are distill-section changes (student_init included) run by the public
+    distill(): each stage's knobs are a valid recipe, and the init decides the stage's fingerprint."""
+    from keras_distil.quickstart.run import QuickstartSettings, student_stage, with_paths
+    from keras_distil.quickstart.stages import fingerprint
+
+    settings = QuickstartSettings()
+    default = student_stage(settings)
+    assert default.name == "distill" and default.after == ("corpus", "vocab", "teacher") and default.resumable
+    assert default.knobs["distill"]["student_init"] == "teacher" and "teacher" in default.title
+    stages = {key: student_stage(settings, f"ablation_{key}", **changes)
+              for key, (_, changes, _) in _ablation_module().VARIANTS.items()}
+    assert stages["random_init"].knobs["distill"]["student_init"] == "random"
+    assert "randomly initialised" in stages["random_init"].title
+    assert {k: s.knobs["distill"]["student_init"] for k, s in stages.items() if k != "random_init"} == \
+        {"no_ce": "teacher", "no_cos": "teacher", "no_mlm": "teacher"}
+    for stage in (default, *stages.values()):
+        recipe = with_paths(stage.knobs, str(tmp_path), "train.txt", "vocab.txt", teacher="preset")
+        assert recipe.distill.to_dict() == {**recipe.distill.to_dict(), **stage.knobs["distill"]}
+    random_default = student_stage(settings, student_init="random")
+    assert fingerprint("distill", random_default.knobs, {}) != fingerprint("distill", default.knobs, {})
+
+
+def test_ablation_rows_against_the_full_student():
+    ablation = _ablation_module()
+    models = {"distill": {"masked_lm_accuracy": 0.5, "perplexity": 20.0}}
+    for i, key in enumerate(ablation.VARIANTS):
+        models[f"ablation_{key}"] = {"masked_lm_accuracy": 0.4 + 0.01 * i, "perplexity": 30.0}
+    rows = ablation.ablation_rows({"models": models})
+    assert [r["key"] for r in rows] == ["distill", *ablation.VARIANTS]
+    random_row = rows[1 + list(ablation.VARIANTS).index("random_init")]
+    assert random_row["paper_delta_glue"] == -3.69
+    assert random_row["delta_accuracy_points"] == pytest.approx(100 * (random_row["masked_lm_accuracy"] - 0.5))
+
+
 # ---- end to end ------------------------------------------------------------------------------------
 
 TINY = ["--corpus-max-documents", "150", "--teacher-steps", "6", "--student-steps", "4",

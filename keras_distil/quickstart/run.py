@@ -95,7 +95,8 @@ class QuickstartSettings:
 
     def distill_section(self, **changes) -> dict:
         section = {"temperature": self.temperature, "alpha_ce": self.alpha_ce, "alpha_mlm": self.alpha_mlm,
-                   "alpha_cos": self.alpha_cos, "ce_positions": "masked", "student_layers": self.student_layers}
+                   "alpha_cos": self.alpha_cos, "ce_positions": "masked", "student_layers": self.student_layers,
+                   "student_init": "teacher"}
         return {**section, **changes}
 
 
@@ -186,74 +187,43 @@ def vocab_stage(settings: QuickstartSettings) -> Stage:
                  title=f"learning a {settings.vocab_size}-token WordPiece vocabulary (tensorflow-text)")
 
 
+def _training_stage(name: str, command: str, knobs: dict, title: str) -> Stage:
+    """A resumable stage that runs ``training.run.<command>`` ("pretrain" or "distill") on the recipe
+    ``knobs`` with this pipeline's corpus and vocabulary (and, to distil, the teacher stage's preset)."""
+    after = ("corpus", "vocab", "teacher") if command == "distill" else ("corpus", "vocab")
+
+    def run(folder, inputs):
+        from keras_distil.training import run as training_run
+
+        teacher = inputs["teacher"]["paths"]["preset"] if command == "distill" else None
+        recipe = with_paths(knobs, folder, inputs["corpus"]["paths"]["train"], inputs["vocab"]["paths"]["vocab"],
+                            teacher=teacher)
+        return _run_summary(getattr(training_run, command)(recipe))
+
+    return Stage(name, knobs, run, after=after, resumable=True, title=title)
+
+
 def teacher_stage(settings: QuickstartSettings) -> Stage:
-    knobs = pretrain_recipe(settings, settings.teacher_layers)
-
-    def run(folder, inputs):
-        from keras_distil.training.run import pretrain
-
-        recipe = with_paths(knobs, folder, inputs["corpus"]["paths"]["train"], inputs["vocab"]["paths"]["vocab"])
-        return _run_summary(pretrain(recipe))
-
-    return Stage("teacher", knobs, run, after=("corpus", "vocab"), resumable=True,
-                 title=f"pretraining a {settings.teacher_layers}x{settings.hidden_size} teacher with MLM for "
-                       f"{settings.teacher_steps} steps")
+    return _training_stage("teacher", "pretrain", pretrain_recipe(settings, settings.teacher_layers),
+                           f"pretraining a {settings.teacher_layers}x{settings.hidden_size} teacher with MLM for "
+                           f"{settings.teacher_steps} steps")
 
 
-def train_student(recipe: RecipeConfig, init: str = "teacher") -> dict:
-    """``distill(recipe)``; ``init="random"``: the same Distiller and runtime with a randomly initialised
-    student of the same shape (the ablation's "random init" row)."""
-    from keras_distil.training import run as training_run
-
-    if init == "teacher":
-        return training_run.distill(recipe)
-    if init != "random":
-        raise ValueError(f"init: got {init!r}; accepted: 'teacher' | 'random'")
-    from keras_distil.data.tokenize import WordPieceTokenizer
-    from keras_distil.distiller import Distiller
-    from keras_distil.models.bert import build_mlm_model
-    from keras_distil.models.checkpoints import load_teacher
-
-    # training.run.distill always copies teacher layers; its shared engine takes any (model, tokenizer)
-    # builder, so the random student goes through the very same loop, data and logs.
-    def build(recipe):
-        teacher = load_teacher(recipe.teacher, distill=recipe.distill).model
-        layers = recipe.distill.student_layers or range(0, teacher.model_config.num_layers, 2)
-        student = build_mlm_model(teacher.model_config.replace(num_layers=len(list(layers))))
-        tokenizer = WordPieceTokenizer.from_vocab_file(recipe.data.vocab_file)
-        return Distiller(teacher, student, recipe.distill), tokenizer
-
-    return training_run._run(recipe, "distill", build, True)
-
-
-def student_stage(settings: QuickstartSettings, name: str = "distill", init: str = "teacher",
-                  **distill_changes) -> Stage:
-    knobs = {**distill_recipe(settings, **distill_changes), "init": init}
-
-    def run(folder, inputs):
-        recipe_knobs = {k: v for k, v in knobs.items() if k != "init"}
-        recipe = with_paths(recipe_knobs, folder, inputs["corpus"]["paths"]["train"],
-                            inputs["vocab"]["paths"]["vocab"], teacher=inputs["teacher"]["paths"]["preset"])
-        return _run_summary(train_student(recipe, init))
-
-    what = "initialised from the teacher" if init == "teacher" else "randomly initialised"
-    return Stage(name, knobs, run, after=("corpus", "vocab", "teacher"), resumable=True,
-                 title=f"distilling a {settings.student_num_layers}-layer student ({what}) for "
-                       f"{settings.student_steps} steps")
+def student_stage(settings: QuickstartSettings, name: str = "distill", **distill_changes) -> Stage:
+    """Distillation into the quickstart's student; ``distill_changes`` override knobs of the distill section
+    (the ablation's variants: ``alpha_ce=0.0``, ``student_init="random"``, ...)."""
+    knobs = distill_recipe(settings, **distill_changes)
+    what = {"teacher": "initialised from the teacher", "random": "randomly initialised"}[
+        knobs["distill"]["student_init"]]
+    return _training_stage(name, "distill", knobs,
+                           f"distilling a {settings.student_num_layers}-layer student ({what}) for "
+                           f"{settings.student_steps} steps")
 
 
 def baseline_stage(settings: QuickstartSettings) -> Stage:
-    knobs = baseline_recipe(settings)
-
-    def run(folder, inputs):
-        from keras_distil.training.run import pretrain
-
-        recipe = with_paths(knobs, folder, inputs["corpus"]["paths"]["train"], inputs["vocab"]["paths"]["vocab"])
-        return _run_summary(pretrain(recipe))
-
-    return Stage("baseline", knobs, run, after=("corpus", "vocab"), resumable=True,
-                 title=f"training the {settings.student_num_layers}-layer student shape from scratch with MLM "
-                       f"for {settings.student_steps} steps (the baseline)")
+    return _training_stage("baseline", "pretrain", baseline_recipe(settings),
+                           f"training the {settings.student_num_layers}-layer student shape from scratch with MLM "
+                           f"for {settings.student_steps} steps (the baseline)")
 
 
 def evaluate_stage(settings: QuickstartSettings, models: tuple[str, ...] = ("teacher", "distill", "baseline"),
