@@ -70,79 +70,63 @@ class Spec:
         return np.ascontiguousarray(value.reshape(math.prod(value.shape[:n_in]), -1).T)
 
 
-def _bert_specs(num_layers: int) -> list[Spec]:
-    specs = [
-        Spec("token_embedding/embeddings", "embeddings.word_embeddings.weight"),
-        Spec("position_embedding/embeddings", "embeddings.position_embeddings.weight"),
-        Spec("segment_embedding/embeddings", "embeddings.token_type_embeddings.weight"),
-        Spec("embeddings_layer_norm/gamma", "embeddings.LayerNorm.weight"),
-        Spec("embeddings_layer_norm/beta", "embeddings.LayerNorm.bias"),
-    ]
-    for i in range(num_layers):
-        k, h = f"transformer_layer_{i}/", f"encoder.layer.{i}."
-        for ours, theirs in (("query", "query"), ("key", "key"), ("value", "value")):
-            specs += [Spec(f"{k}self_attention_layer/{ours}/kernel", f"{h}attention.self.{theirs}.weight", "dense1"),
-                      Spec(f"{k}self_attention_layer/{ours}/bias", f"{h}attention.self.{theirs}.bias", "flat")]
-        specs += [
-            Spec(f"{k}self_attention_layer/attention_output/kernel", f"{h}attention.output.dense.weight", "dense2"),
-            Spec(f"{k}self_attention_layer/attention_output/bias", f"{h}attention.output.dense.bias"),
-            Spec(f"{k}self_attention_layer_norm/gamma", f"{h}attention.output.LayerNorm.weight"),
-            Spec(f"{k}self_attention_layer_norm/beta", f"{h}attention.output.LayerNorm.bias"),
-            Spec(f"{k}feedforward_intermediate_dense/kernel", f"{h}intermediate.dense.weight", "dense1"),
-            Spec(f"{k}feedforward_intermediate_dense/bias", f"{h}intermediate.dense.bias"),
-            Spec(f"{k}feedforward_output_dense/kernel", f"{h}output.dense.weight", "dense1"),
-            Spec(f"{k}feedforward_output_dense/bias", f"{h}output.dense.bias"),
-            Spec(f"{k}feedforward_layer_norm/gamma", f"{h}output.LayerNorm.weight"),
-            Spec(f"{k}feedforward_layer_norm/beta", f"{h}output.LayerNorm.bias"),
-        ]
-    specs += [
-        Spec("pooled_dense/kernel", "pooler.dense.weight", "dense1", "pooler"),
-        Spec("pooled_dense/bias", "pooler.dense.bias", "same", "pooler"),
-        Spec("mlm_head/transform_dense/kernel", "cls.predictions.transform.dense.weight", "dense1", "head"),
-        Spec("mlm_head/transform_dense/bias", "cls.predictions.transform.dense.bias", "same", "head"),
-        Spec("mlm_head/transform_layer_norm/gamma", "cls.predictions.transform.LayerNorm.weight", "same", "head"),
-        Spec("mlm_head/transform_layer_norm/beta", "cls.predictions.transform.LayerNorm.bias", "same", "head"),
-        Spec("mlm_head/output_bias", "cls.predictions.bias", "same", "head"),
-    ]
-    return specs
+# The tensor tables: (our variable, layout kind, BERT name, DistilBERT name); None where a family has no
+# such tensor. Names are without the ``bert.`` / ``distilbert.`` prefix (see :func:`canonical_name`).
+_EMBEDDINGS = (  # part "encoder"
+    ("token_embedding/embeddings", "same", "embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("position_embedding/embeddings", "same", "embeddings.position_embeddings.weight",
+     "embeddings.position_embeddings.weight"),
+    ("segment_embedding/embeddings", "same", "embeddings.token_type_embeddings.weight", None),
+    ("embeddings_layer_norm/gamma", "same", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.weight"),
+    ("embeddings_layer_norm/beta", "same", "embeddings.LayerNorm.bias", "embeddings.LayerNorm.bias"),
+)
+# Every transformer layer i: ours under "transformer_layer_{i}/", theirs under _LAYER_PREFIX (part "encoder").
+_LAYER_PREFIX = {"bert": "encoder.layer.{i}.", "distilbert": "transformer.layer.{i}."}
+_LAYER = (
+    ("self_attention_layer/query/kernel", "dense1", "attention.self.query.weight", "attention.q_lin.weight"),
+    ("self_attention_layer/query/bias", "flat", "attention.self.query.bias", "attention.q_lin.bias"),
+    ("self_attention_layer/key/kernel", "dense1", "attention.self.key.weight", "attention.k_lin.weight"),
+    ("self_attention_layer/key/bias", "flat", "attention.self.key.bias", "attention.k_lin.bias"),
+    ("self_attention_layer/value/kernel", "dense1", "attention.self.value.weight", "attention.v_lin.weight"),
+    ("self_attention_layer/value/bias", "flat", "attention.self.value.bias", "attention.v_lin.bias"),
+    ("self_attention_layer/attention_output/kernel", "dense2", "attention.output.dense.weight",
+     "attention.out_lin.weight"),
+    ("self_attention_layer/attention_output/bias", "same", "attention.output.dense.bias", "attention.out_lin.bias"),
+    ("self_attention_layer_norm/gamma", "same", "attention.output.LayerNorm.weight", "sa_layer_norm.weight"),
+    ("self_attention_layer_norm/beta", "same", "attention.output.LayerNorm.bias", "sa_layer_norm.bias"),
+    ("feedforward_intermediate_dense/kernel", "dense1", "intermediate.dense.weight", "ffn.lin1.weight"),
+    ("feedforward_intermediate_dense/bias", "same", "intermediate.dense.bias", "ffn.lin1.bias"),
+    ("feedforward_output_dense/kernel", "dense1", "output.dense.weight", "ffn.lin2.weight"),
+    ("feedforward_output_dense/bias", "same", "output.dense.bias", "ffn.lin2.bias"),
+    ("feedforward_layer_norm/gamma", "same", "output.LayerNorm.weight", "output_layer_norm.weight"),
+    ("feedforward_layer_norm/beta", "same", "output.LayerNorm.bias", "output_layer_norm.bias"),
+)
+_POOLER = (  # part "pooler"
+    ("pooled_dense/kernel", "dense1", "pooler.dense.weight", None),
+    ("pooled_dense/bias", "same", "pooler.dense.bias", None),
+)
+_HEAD = (  # part "head"; the decoder weight is tied to the word embeddings (DECODER_WEIGHT)
+    ("mlm_head/transform_dense/kernel", "dense1", "cls.predictions.transform.dense.weight", "vocab_transform.weight"),
+    ("mlm_head/transform_dense/bias", "same", "cls.predictions.transform.dense.bias", "vocab_transform.bias"),
+    ("mlm_head/transform_layer_norm/gamma", "same", "cls.predictions.transform.LayerNorm.weight",
+     "vocab_layer_norm.weight"),
+    ("mlm_head/transform_layer_norm/beta", "same", "cls.predictions.transform.LayerNorm.bias", "vocab_layer_norm.bias"),
+    ("mlm_head/output_bias", "same", "cls.predictions.bias", "vocab_projector.bias"),
+)
 
 
-def _distilbert_specs(num_layers: int) -> list[Spec]:
-    specs = [
-        Spec("token_embedding/embeddings", "embeddings.word_embeddings.weight"),
-        Spec("position_embedding/embeddings", "embeddings.position_embeddings.weight"),
-        Spec("embeddings_layer_norm/gamma", "embeddings.LayerNorm.weight"),
-        Spec("embeddings_layer_norm/beta", "embeddings.LayerNorm.bias"),
-    ]
-    for i in range(num_layers):
-        k, h = f"transformer_layer_{i}/", f"transformer.layer.{i}."
-        for ours, theirs in (("query", "q_lin"), ("key", "k_lin"), ("value", "v_lin")):
-            specs += [Spec(f"{k}self_attention_layer/{ours}/kernel", f"{h}attention.{theirs}.weight", "dense1"),
-                      Spec(f"{k}self_attention_layer/{ours}/bias", f"{h}attention.{theirs}.bias", "flat")]
-        specs += [
-            Spec(f"{k}self_attention_layer/attention_output/kernel", f"{h}attention.out_lin.weight", "dense2"),
-            Spec(f"{k}self_attention_layer/attention_output/bias", f"{h}attention.out_lin.bias"),
-            Spec(f"{k}self_attention_layer_norm/gamma", f"{h}sa_layer_norm.weight"),
-            Spec(f"{k}self_attention_layer_norm/beta", f"{h}sa_layer_norm.bias"),
-            Spec(f"{k}feedforward_intermediate_dense/kernel", f"{h}ffn.lin1.weight", "dense1"),
-            Spec(f"{k}feedforward_intermediate_dense/bias", f"{h}ffn.lin1.bias"),
-            Spec(f"{k}feedforward_output_dense/kernel", f"{h}ffn.lin2.weight", "dense1"),
-            Spec(f"{k}feedforward_output_dense/bias", f"{h}ffn.lin2.bias"),
-            Spec(f"{k}feedforward_layer_norm/gamma", f"{h}output_layer_norm.weight"),
-            Spec(f"{k}feedforward_layer_norm/beta", f"{h}output_layer_norm.bias"),
-        ]
-    specs += [
-        Spec("mlm_head/transform_dense/kernel", "vocab_transform.weight", "dense1", "head"),
-        Spec("mlm_head/transform_dense/bias", "vocab_transform.bias", "same", "head"),
-        Spec("mlm_head/transform_layer_norm/gamma", "vocab_layer_norm.weight", "same", "head"),
-        Spec("mlm_head/transform_layer_norm/beta", "vocab_layer_norm.bias", "same", "head"),
-        Spec("mlm_head/output_bias", "vocab_projector.bias", "same", "head"),
-    ]
-    return specs
+def _specs(table, column: int, part: str, ours_prefix: str = "", hf_prefix: str = "") -> list[Spec]:
+    return [Spec(ours_prefix + ours, hf_prefix + names[column], kind, part)
+            for ours, kind, *names in table if names[column] is not None]
 
 
 def tensor_specs(model_type: str, num_layers: int) -> list[Spec]:
-    return _bert_specs(num_layers) if model_type == "bert" else _distilbert_specs(num_layers)
+    """Every BertMLM variable of a ``model_type`` model and its Hugging Face tensor, embeddings first."""
+    column = SUPPORTED_MODEL_TYPES.index(model_type)  # the tables' name columns: BERT, DistilBERT
+    specs = _specs(_EMBEDDINGS, column, "encoder")
+    for i in range(num_layers):
+        specs += _specs(_LAYER, column, "encoder", f"transformer_layer_{i}/", _LAYER_PREFIX[model_type].format(i=i))
+    return specs + _specs(_POOLER, column, "pooler") + _specs(_HEAD, column, "head")
 
 
 # Other names a tensor may carry in older or differently saved checkpoints.
