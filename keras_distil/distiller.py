@@ -4,6 +4,11 @@
          + alpha_mlm * CE(mask_ids, s at mask_positions)       masked LM on the true tokens
          + alpha_cos * (1 - cos(h_s, h_t))                      last hidden states, padding masked out
          + alpha_mse * mean (s - t)^2                           logits (off by default)
+         + alpha_hidden_mse * mean (h_s - h_t)^2                last hidden states over hidden dims and
+                                                                non-pad tokens (off by default)
+
+Only the cosine and the hidden-state MSE work with an encoder-only (head-less) teacher; both need the
+teacher's width.
 
 Input batches are dicts (see ``BATCH_KEYS``): ``token_ids`` and ``padding_mask`` [B, L] (token ids
 after masking), ``mask_positions``, ``mask_ids`` and ``mask_weights`` [B, P]; ``segment_ids`` optional.
@@ -32,7 +37,10 @@ from keras_distil import losses
 from keras_distil.config import ConfigError, DistillConfig
 
 BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights")
-TERMS = ("ce", "mlm", "cos", "mse")
+TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse")  # each weighted by DistillConfig.alpha_<term>
+
+# Terms that compare last hidden states, hence need a student of the teacher's width: alpha key -> what.
+HIDDEN_STATE_TERMS = {"alpha_cos": "the cosine loss", "alpha_hidden_mse": "the hidden-state MSE"}
 
 
 def _replica_context():
@@ -98,12 +106,13 @@ class Distiller(keras.Model):
         t_cfg = getattr(self.teacher, "model_config", None)
         s_cfg = getattr(self.student, "model_config", None)
         if t_cfg is not None and s_cfg is not None:
-            if cfg.alpha_cos > 0 and t_cfg.hidden_size != s_cfg.hidden_size:
-                raise ConfigError(
-                    f"distill.alpha_cos: the cosine loss compares hidden states, but the teacher's width is "
-                    f"{t_cfg.hidden_size} and the student's {s_cfg.hidden_size}; set alpha_cos to 0 or use a "
-                    "student of the teacher's width"
-                )
+            for key, what in HIDDEN_STATE_TERMS.items():
+                if getattr(cfg, key) > 0 and t_cfg.hidden_size != s_cfg.hidden_size:
+                    raise ConfigError(
+                        f"distill.{key}: {what} compares hidden states, but the teacher's width is "
+                        f"{t_cfg.hidden_size} and the student's {s_cfg.hidden_size}; set {key} to 0 or use a "
+                        "student of the teacher's width"
+                    )
             if t_cfg.vocab_size != s_cfg.vocab_size:
                 raise ConfigError(
                     f"model.vocab_size: teacher has {t_cfg.vocab_size} tokens, student {s_cfg.vocab_size}; "
@@ -114,7 +123,7 @@ class Distiller(keras.Model):
             if needed and getattr(model, "with_mlm_head", True) is False:
                 raise ConfigError(
                     f"distill.alpha_ce/alpha_mlm/alpha_mse: the {who} has no MLM head (an encoder-only "
-                    "checkpoint), so only alpha_cos can be used; set the others to 0"
+                    "checkpoint), so only alpha_cos and alpha_hidden_mse can be used; set the others to 0"
                 )
 
     # ---- Keras plumbing -----------------------------------------------------------------------
@@ -195,6 +204,9 @@ class Distiller(keras.Model):
         if cfg.alpha_mse > 0:
             mse = losses.mse_per_token(student_out["logits"], teacher_out["logits"])
             terms["mse"] = _globally_weighted_mean(mse, soft_weights, totals.get(soft_key))
+        if cfg.alpha_hidden_mse > 0:
+            mse = losses.mse_per_token(student_out["hidden"], teacher_out["hidden"])
+            terms["hidden_mse"] = _globally_weighted_mean(mse, padding, totals.get("tokens"))
         return terms
 
     def total_loss(self, terms: dict):

@@ -82,3 +82,12 @@ def cosine_loss(student_hidden, teacher_hidden, padding_mask):
 def logits_mse(student_logits, teacher_logits, weights):
     """Mean over selected tokens and the vocabulary of ``(s - t)^2``."""
     return weighted_mean(mse_per_token(student_logits, teacher_logits), weights)
+
+
+def hidden_mse(student_hidden, teacher_hidden, padding_mask):
+    """Mean over non-pad tokens and hidden dims of ``(h_s - h_t)^2`` between last hidden states ``[B, L, H]``.
+
+    Unlike the cosine it also matches the norms of the hidden states (what a sentence-embedding student
+    is used for); it needs the teacher's width.
+    """
+    return weighted_mean(mse_per_token(student_hidden, teacher_hidden), padding_mask)

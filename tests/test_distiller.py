@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import TINY_MODEL, make_batch
-from test_losses import np_cos, np_mlm, np_soft_ce
+from test_losses import np_cos, np_hidden_mse, np_mlm, np_soft_ce
 
 from keras_distil import BertMLM, ConfigError, Distiller, student_from_teacher
 
@@ -34,7 +34,7 @@ def test_loss_terms_match_numpy(ce_positions):
     # Perturb the student so that every term is non-zero.
     for w in student.trainable_weights:
         w.assign(w.numpy() * 1.1)
-    cfg = {"ce_positions": ce_positions, "alpha_mse": 0.5}
+    cfg = {"ce_positions": ce_positions, "alpha_mse": 0.5, "alpha_hidden_mse": 0.3}
     distiller = Distiller(teacher, student, cfg)
     distiller.compile(optimizer="sgd")
     batch = make_batch(vocab_size=TINY_MODEL["vocab_size"])
@@ -54,10 +54,13 @@ def test_loss_terms_match_numpy(ce_positions):
         "mlm": np_mlm(batch["mask_ids"], masked_s, batch["mask_weights"]),
         "cos": np_cos(s["hidden"].numpy(), t["hidden"].numpy(), batch["padding_mask"]),
         "mse": float((((ce_args[0] - ce_args[1]) ** 2).mean(-1) * w).sum() / w.sum()),
+        "hidden_mse": np_hidden_mse(s["hidden"].numpy(), t["hidden"].numpy(), batch["padding_mask"]),
     }
-    want["loss"] = 5 * want["ce"] + 2 * want["mlm"] + want["cos"] + 0.5 * want["mse"]
+    want["loss"] = 5 * want["ce"] + 2 * want["mlm"] + want["cos"] + 0.5 * want["mse"] + 0.3 * want["hidden_mse"]
+    assert set(got) == set(want)
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert got["hidden_mse"] == pytest.approx(want["hidden_mse"], rel=1e-5)
 
 
 def test_loss_falls_and_teacher_is_untouched():
@@ -77,7 +80,7 @@ def test_loss_falls_and_teacher_is_untouched():
 def _one_step(strategy, batch, ce_positions):
     with strategy.scope():
         teacher, student = _models(seed=7)
-        distiller = Distiller(teacher, student, {"ce_positions": ce_positions})
+        distiller = Distiller(teacher, student, {"ce_positions": ce_positions, "alpha_hidden_mse": 0.5})
         distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = distiller.fit(_dataset(batch), epochs=1, verbose=0)
     return _weights(student), history.history
@@ -92,6 +95,7 @@ def test_mirrored_two_replicas_equal_one_device(ce_positions):
     assert mirrored.num_replicas_in_sync == 2
     mirrored_w, mirrored_h = _one_step(mirrored, batch, ce_positions)
     assert _max_diff(single_w, mirrored_w) <= 1e-5
+    assert set(single_h) == set(mirrored_h) == {"loss", "ce", "mlm", "cos", "hidden_mse"}
     for key in single_h:
         assert mirrored_h[key][0] == pytest.approx(single_h[key][0], rel=1e-5), key
 
@@ -118,21 +122,38 @@ def test_keras_save_load_continue_equals_uninterrupted(tmp_path):
     assert _max_diff(_weights(straight.student), _weights(resumed.student)) <= 1e-6
 
 
-def test_cosine_needs_equal_widths():
+@pytest.mark.parametrize("key", ["alpha_cos", "alpha_hidden_mse"])
+def test_hidden_state_terms_need_equal_widths(key):
     teacher, _ = _models()
     narrow = BertMLM(dict(TINY_MODEL, hidden_size=16, num_layers=2))
-    with pytest.raises(ConfigError, match="alpha_cos.*32.*16"):
-        Distiller(teacher, narrow)
-    Distiller(teacher, narrow, {"alpha_cos": 0.0})  # fine without the cosine term
+    config = {"alpha_cos": 0.0, key: 1.0}
+    with pytest.raises(ConfigError, match=f"distill.{key}: .*width is 32 and the student's 16; set {key} to 0"):
+        Distiller(teacher, narrow, config)
+    Distiller(teacher, narrow, {**config, key: 0.0})  # fine without the hidden-state terms
 
 
 def test_encoder_only_teacher_allows_cosine_only():
     keras.utils.set_random_seed(0)
     teacher = BertMLM(TINY_MODEL, with_mlm_head=False)
     student = student_from_teacher(teacher)
-    with pytest.raises(ConfigError, match="no MLM head"):
+    with pytest.raises(ConfigError, match="no MLM head.*only alpha_cos and alpha_hidden_mse"):
         Distiller(teacher, student)
     distiller = Distiller(teacher, student, {"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 1})
     distiller.compile(optimizer="adam")
     history = distiller.fit(_dataset(make_batch(vocab_size=TINY_MODEL["vocab_size"]), 2), verbose=0)
     assert set(history.history) == {"loss", "cos"}
+
+
+def test_encoder_only_teacher_trains_with_cosine_and_hidden_mse():
+    keras.utils.set_random_seed(0)
+    teacher = BertMLM(TINY_MODEL, with_mlm_head=False)
+    student = student_from_teacher(teacher)  # layers 0 and 2 of 4: far from the teacher's outputs
+    before = _weights(teacher)
+    distiller = Distiller(teacher, student, {"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 1, "alpha_hidden_mse": 1})
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3))
+    batch = make_batch(vocab_size=TINY_MODEL["vocab_size"])
+    history = distiller.fit(_dataset(batch, 8), epochs=2, verbose=0).history
+    assert set(history) == {"loss", "cos", "hidden_mse"}
+    assert all(np.isfinite(v) for values in history.values() for v in values)
+    assert history["hidden_mse"][-1] < history["hidden_mse"][0] and history["loss"][-1] < history["loss"][0]
+    assert _max_diff(before, _weights(teacher)) == 0.0

@@ -95,6 +95,25 @@ def test_logits_mse_matches_numpy(data):
     assert abs(float(got) - want) <= TOL * max(1, want)
 
 
+def np_hidden_mse(hs, ht, mask):
+    """Mean over non-pad tokens of the mean over hidden dims of (h_s - h_t)^2, in float64."""
+    per_token = ((hs.astype("float64") - ht.astype("float64")) ** 2).mean(-1)
+    return float((per_token * mask).sum() / mask.sum())
+
+
+def test_hidden_mse_matches_numpy_and_ignores_padding(data):
+    mask = data["mask"]  # rows of 7, 4 and 2 real tokens: a plain mean over tokens would differ
+    want = np_hidden_mse(data["hs"], data["ht"], mask)
+    got = float(losses.hidden_mse(data["hs"], data["ht"], mask))
+    assert abs(got - want) <= TOL * max(1, want)
+    unweighted_rows = np.mean([np_hidden_mse(data["hs"][b], data["ht"][b], mask[b]) for b in range(3)])
+    assert abs(unweighted_rows - want) > 10 * TOL  # the uneven padding is actually tested
+    garbage = data["hs"].copy()
+    garbage[mask == 0] = 1e6
+    assert abs(float(losses.hidden_mse(garbage, data["ht"], mask)) - got) <= TOL * max(1, want)
+    assert float(losses.hidden_mse(data["ht"], data["ht"], mask)) == 0.0
+
+
 def test_empty_masks_give_zero_not_nan(data):
     zero = np.zeros_like(data["mask"])
     values = [
@@ -102,8 +121,9 @@ def test_empty_masks_give_zero_not_nan(data):
         losses.mlm_cross_entropy(data["labels"], data["s"], zero),
         losses.cosine_loss(data["hs"], data["ht"], zero),
         losses.logits_mse(data["s"], data["t"], zero),
+        losses.hidden_mse(data["hs"], data["ht"], zero),
     ]
-    assert [float(v) for v in values] == [0.0, 0.0, 0.0, 0.0]
+    assert [float(v) for v in values] == [0.0] * 5
 
 
 def test_empty_mask_has_finite_zero_gradient(data):
