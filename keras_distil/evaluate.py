@@ -50,6 +50,9 @@ The JSON report (``--out``)::
               and from the command line: "sources", "seed", "max_len", "batch_size", "vocab_file"},
      "models": {NAME: {"params", "mlm_head", "masked_lm_accuracy", "nll", "perplexity", "latency_s",
                        "vs_teacher": {...}  (every model but the teacher, when there is one)}}}
+
+``sequences`` counts the non-empty sequences of the ``batches`` and ``masked_tokens`` their masked slots
+(what the masked-LM figures average over); figures that cannot be computed are null, never 0.
 """
 
 from __future__ import annotations
@@ -215,8 +218,9 @@ def _check_models(models: dict, teacher_name: str | None) -> None:
 def _check_mask_fields(batch: dict, headed: list[str]) -> None:
     missing = [k for k in MASK_FIELDS if k not in batch]
     if headed and missing:
-        raise ConfigError(f"evaluate: the batches have no {', '.join(missing)}, but {', '.join(headed)} "
-                          "has an MLM head; give masked batches (heldout_batches)")
+        verb = "has" if len(headed) == 1 else "have"
+        raise ConfigError(f"evaluate: the batches have no {', '.join(missing)}, but {', '.join(headed)} {verb} "
+                          "an MLM head; give masked batches (heldout_batches)")
 
 
 def evaluate_models(models: dict, dataset, teacher_name: str | None = None, max_batches: int | None = None,
