@@ -52,3 +52,22 @@ def make_batch(batch_size=8, seq_len=16, num_predictions=4, vocab_size=120, seed
         "mask_ids": (original[rows, positions] * (weights > 0)).astype("int32"),
         "mask_weights": weights,
     }
+
+
+# ---------------------------------------------------------------- the export tests' trained run
+
+
+@pytest.fixture(scope="session")
+def export_run(tmp_path_factory):
+    """One trained run folder (tiny teacher distilled into a student) shared by the export tests (~15 s)."""
+    from test_export_helpers import shared_run
+
+    return shared_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def export_student(export_run):
+    """The run's student Keras model, loaded afresh for each test module."""
+    from test_export_helpers import load_student
+
+    return load_student(export_run)

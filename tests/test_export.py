@@ -17,7 +17,6 @@ from test_export_helpers import (
     keras_outputs,
     load_student,
     reference_pack,
-    shared_run,
     tokenize_reference,
 )
 
@@ -75,19 +74,9 @@ def test_fixed_batch_is_deterministic_with_padding_and_masks():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def student(run):
-    return load_student(run)
-
-
-@pytest.fixture(scope="module")
-def saved(run, tmp_path_factory):
+def saved(export_run, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("saved_models"))
-    return export(run, "saved_model", out=out, with_logits=True)
+    return export(export_run, "saved_model", out=out, with_logits=True)
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +87,9 @@ def loaded(saved):
     return tf.saved_model.load(saved.path)
 
 
-def test_saved_model_stores_each_weight_once(saved, student):
+def test_saved_model_stores_each_weight_once(saved, export_student):
     data = os.path.join(saved.path, "variables", "variables.data-00000-of-00001")
-    assert os.path.getsize(data) <= 1.25 * 4 * student.count_params()  # ExportArchive alone writes 2x
+    assert os.path.getsize(data) <= 1.25 * 4 * export_student.count_params()  # ExportArchive alone writes 2x
 
 
 def test_saved_model_in_tf_serving_layout_with_report(saved):
@@ -116,7 +105,7 @@ def test_saved_model_in_tf_serving_layout_with_report(saved):
         report["checks"]["serve_text"]["text_rows_with_training_ids"].split("/")[1]
 
 
-def test_ids_signature_matches_keras_model(loaded, student):
+def test_ids_signature_matches_keras_model(loaded, export_student):
     rng = np.random.default_rng(7)
     ids = rng.integers(5, len(VOCAB), (3, 20)).astype(np.int32)
     mask = np.ones_like(ids)
@@ -124,14 +113,14 @@ def test_ids_signature_matches_keras_model(loaded, student):
     mask[2, 5:] = 0
     ids = ids * mask
     got = loaded.signatures["serving_default"](token_ids=ids, padding_mask=mask)
-    want = keras_outputs(student, ids, mask)
+    want = keras_outputs(export_student, ids, mask)
     assert set(got) == {"pooled", "hidden", "logits"}
     np.testing.assert_allclose(got["pooled"].numpy(), want["pooled"], atol=1e-5)
     np.testing.assert_allclose(_real(got["hidden"], mask), _real(want["hidden"], mask), atol=1e-5)
     np.testing.assert_allclose(_real(got["logits"], mask), _real(want["logits"], mask), atol=1e-5)
 
 
-def test_text_signature_tokenizes_as_training_and_matches_keras(loaded, student):
+def test_text_signature_tokenizes_as_training_and_matches_keras(loaded, export_student):
     import tensorflow as tf
 
     got = loaded.signatures["serve_text"](text=tf.constant(NEW_SENTENCES))
@@ -139,7 +128,7 @@ def test_text_signature_tokenizes_as_training_and_matches_keras(loaded, student)
     np.testing.assert_array_equal(got["token_ids"].numpy(), ids)
     np.testing.assert_array_equal(got["padding_mask"].numpy(), mask)
     assert (ids == 1).sum() < ids.size // 4  # mostly known words: the comparison means something
-    want = keras_outputs(student, ids, mask)
+    want = keras_outputs(export_student, ids, mask)
     np.testing.assert_allclose(_real(got["hidden"], mask), _real(want["hidden"], mask), atol=1e-5)
     np.testing.assert_allclose(got["pooled"].numpy(), want["pooled"], atol=1e-5)
 
@@ -179,13 +168,13 @@ def test_saved_model_cli_show_lists_both_signatures(saved):
     assert "inputs['token_ids']" in proc.stdout and "inputs['text']" in proc.stdout
 
 
-def test_saved_model_cli_run_on_ids_signature(saved, student, tmp_path):
+def test_saved_model_cli_run_on_ids_signature(saved, export_student, tmp_path):
     ids = [[2, 10, 11, 12, 3], [2, 13, 3, 0, 0]]
     mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     _cli("-m", "keras_distil.export.smcli", "run", "--dir", saved.path, "--tag_set", "serve",
          "--signature_def", "serving_default", "--input_exprs", f"token_ids={ids};padding_mask={mask}",
          "--outdir", str(tmp_path))
-    want = keras_outputs(student, np.array(ids, np.int32), np.array(mask, np.int32))
+    want = keras_outputs(export_student, np.array(ids, np.int32), np.array(mask, np.int32))
     np.testing.assert_allclose(np.load(tmp_path / "pooled.npy"), want["pooled"], atol=1e-5)
     np.testing.assert_allclose(_real(np.load(tmp_path / "hidden.npy"), mask), _real(want["hidden"], mask), atol=1e-5)
 
@@ -197,15 +186,15 @@ def _leftovers(folder):
     return [n for n in os.listdir(folder) if n.startswith(".")] if os.path.isdir(folder) else []
 
 
-def test_existing_version_is_refused_and_untouched(run, saved):
+def test_existing_version_is_refused_and_untouched(export_run, saved):
     out = os.path.dirname(os.path.dirname(saved.path))
     before = os.path.getmtime(os.path.join(saved.path, "saved_model.pb"))
     with pytest.raises(ExportError, match="already exists.*--overwrite"):
-        export(run, "saved_model", out=out, version=1)
+        export(export_run, "saved_model", out=out, version=1)
     assert os.path.getmtime(os.path.join(saved.path, "saved_model.pb")) == before
 
 
-def test_next_version_is_chosen_by_default(run, saved, tmp_path):
+def test_next_version_is_chosen_by_default(export_run, saved, tmp_path):
     from keras_distil.export.api import destination
 
     out = os.path.dirname(os.path.dirname(saved.path))
@@ -229,7 +218,7 @@ def test_source_without_student(tmp_path, capsys):
     assert "no student" in capsys.readouterr().err
 
 
-def test_run_folder_as_the_trainer_leaves_it(run, tmp_path):
+def test_run_folder_as_the_trainer_leaves_it(export_run, tmp_path):
     """student/student.keras + student/keras_hub/ (preset with tokenizer), config.json naming train_data."""
     import shutil
 
@@ -239,10 +228,10 @@ def test_run_folder_as_the_trainer_leaves_it(run, tmp_path):
 
     trained = tmp_path / "my-run"
     (trained / "student").mkdir(parents=True)
-    shutil.copy(os.path.join(run, "student", "student.keras"), trained / "student" / "student.keras")
-    save_student(load_student(run), str(trained / "student" / "keras_hub"), "keras_hub",
+    shutil.copy(os.path.join(export_run, "student", "student.keras"), trained / "student" / "student.keras")
+    save_student(load_student(export_run), str(trained / "student" / "keras_hub"), "keras_hub",
                  tokenizer=TokenizerSettings(tuple(VOCAB), True, True))
-    shutil.copy(os.path.join(run, "corpus.txt"), trained / "corpus.txt")
+    shutil.copy(os.path.join(export_run, "corpus.txt"), trained / "corpus.txt")
     (trained / "config.json").write_text(json.dumps({"train_data": ["corpus.txt"], "data": {"max_len": 24}}))
     source = resolve_source(str(trained))
     assert source.path == str(trained / "student" / "student.keras")
@@ -251,40 +240,40 @@ def test_run_folder_as_the_trainer_leaves_it(run, tmp_path):
     assert source.name == "my-run"
 
 
-def test_unwritable_destination(run, tmp_path):
+def test_unwritable_destination(export_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match=str(blocker)):
-        export(run, out=str(blocker / "saved_models"))
+        export(export_run, out=str(blocker / "saved_models"))
     assert blocker.read_text() == "not a folder"
 
 
-def test_unknown_format_and_quantisation(run, tmp_path):
+def test_unknown_format_and_quantisation(export_run, tmp_path):
     with pytest.raises(ExportError, match="--format 'onnx'"):
-        export(run, "onnx", out=str(tmp_path))
+        export(export_run, "onnx", out=str(tmp_path))
     with pytest.raises(ExportError, match="tflite only"):
-        export(run, "saved_model", quantize="int8", out=str(tmp_path))
+        export(export_run, "saved_model", quantize="int8", out=str(tmp_path))
     with pytest.raises(SystemExit) as e:
-        _parse(["export", run, "--format", "onnx"])
+        _parse(["export", export_run, "--format", "onnx"])
     assert e.value.code == 2
     assert os.listdir(tmp_path) == []
 
 
-def test_failed_check_removes_the_half_written_export_and_keeps_the_old_one(run, tmp_path, monkeypatch):
-    first = export(run, "saved_model", out=str(tmp_path), text=False)
+def test_failed_check_removes_the_half_written_export_and_keeps_the_old_one(export_run, tmp_path, monkeypatch):
+    first = export(export_run, "saved_model", out=str(tmp_path), text=False)
     pb = os.path.join(first.path, "saved_model.pb")
     before = os.path.getmtime(pb)
     with monkeypatch.context() as m:
         m.setitem(verify.TOLERANCES, "none", -1.0)  # no export can pass: the check must fail
         with pytest.raises(ExportError, match="does not reproduce the model") as e:
-            export(run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
+            export(export_run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
         assert "serving_default" in str(e.value)
         with pytest.raises(ExportError, match="does not reproduce the model"):
-            export(run, "saved_model", out=str(tmp_path), version=2, text=False)
+            export(export_run, "saved_model", out=str(tmp_path), version=2, text=False)
     assert os.path.getmtime(pb) == before  # the failed overwrite left version 1 as it was
     assert not (tmp_path / "run" / "2").exists()
     assert _leftovers(tmp_path / "run") == []
-    again = export(run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
+    again = export(export_run, "saved_model", out=str(tmp_path), version=1, overwrite=True, text=False)
     assert again.path == first.path and os.path.getmtime(pb) != before
     assert sorted(os.listdir(tmp_path / "run")) == ["1"]
 
@@ -301,14 +290,14 @@ def _parse(argv):
 
 
 @pytest.mark.parametrize("fmt", ["hf", "keras_hub"])
-def test_checkpoint_formats_reload_to_the_same_model(run, student, tmp_path, fmt):
+def test_checkpoint_formats_reload_to_the_same_model(export_run, export_student, tmp_path, fmt):
     from keras_distil.models.checkpoints import load_teacher
 
-    result = export(run, fmt, out=str(tmp_path), name="tiny", version=3)
+    result = export(export_run, fmt, out=str(tmp_path), name="tiny", version=3)
     assert result.path == str(tmp_path / "tiny" / fmt / "3")
     assert result.checks[fmt]["max_rel_diff"] <= 1e-5
     reloaded = load_teacher(result.path)
     assert reloaded.tokenizer is not None and list(reloaded.tokenizer.vocab) == VOCAB
     ids, mask = tokenize_reference(NEW_SENTENCES, MAX_LEN)
-    got, want = keras_outputs(reloaded.model, ids, mask), keras_outputs(student, ids, mask)
+    got, want = keras_outputs(reloaded.model, ids, mask), keras_outputs(export_student, ids, mask)
     np.testing.assert_allclose(_real(got["logits"], mask), _real(want["logits"], mask), atol=1e-5)
