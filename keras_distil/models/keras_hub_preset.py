@@ -258,7 +258,10 @@ def read_keras_hub_preset(folder: str, require_mlm_head: bool = False):
         raise CheckpointError(f"{folder}: this KerasHub preset has no MLM head (no task.json / task.weights.h5 "
                               "of a MaskedLM): set distill.alpha_ce, alpha_mlm and alpha_mse to 0 to use it "
                               "for the hidden-state loss only")
-    return from_keras_hub_model(hub, source=folder)
+    model, settings, family = from_keras_hub_model(hub, source=folder)
+    if settings is None:
+        settings = _preset_tokenizer_settings(folder)
+    return model, settings, family
 
 
 def from_keras_hub_model(hub, source: str):
@@ -294,8 +297,27 @@ def from_keras_hub_model(hub, source: str):
     return model, _tokenizer_settings(task), family
 
 
+def _preset_tokenizer_settings(folder: str) -> TokenizerSettings | None:
+    """The tokenizer of a Backbone-only preset (tokenizer.json + assets/), which ``Backbone.from_preset``
+    ignores. ``BertTokenizer.from_preset`` cannot read it either: it looks for a tokenizer class matching
+    the backbone class recorded in config.json, and ours is a subclass; so deserialize it directly."""
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
+        tokenizer.load_preset_assets(folder)
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a readable KerasHub tokenizer ({e})") from None
+    return _settings_of(tokenizer)
+
+
 def _tokenizer_settings(task) -> TokenizerSettings | None:
-    tokenizer = getattr(getattr(task, "preprocessor", None), "tokenizer", None)
+    return _settings_of(getattr(getattr(task, "preprocessor", None), "tokenizer", None))
+
+
+def _settings_of(tokenizer) -> TokenizerSettings | None:
     if tokenizer is None or tokenizer.vocabulary is None:
         return None
     return TokenizerSettings(tuple(tokenizer.get_vocabulary()), bool(tokenizer.lowercase),
