@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -116,35 +115,21 @@ def run_case(spec: dict, steps: int, batch: int, warmup: int = 2) -> dict:
             "tokens_per_s": batch * SEQ / median, "task": task, "chief": chief}
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def spawn(name: str, args, workers: int = 1) -> dict:
     """Run a case in fresh process(es); for workers > 1, TF_CONFIG on loopback ports, the chief's numbers."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(workers)]} if workers > 1 else None
-    procs = []
-    try:
-        for i in range(workers):
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-            if cluster:
-                env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            cmd = [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch", str(args.batch)]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outs = [p.communicate(timeout=1800) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_runtime_support import run_local_workers
+
+    cmd = [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch", str(args.batch)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    if workers > 1:
+        runs = run_local_workers(lambda i: cmd, workers, timeout=1800, env=env)
+    else:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        runs = [(proc.returncode, proc.stdout, proc.stderr)]
     results = []
-    for p, (out, err) in zip(procs, outs):
-        if p.returncode != 0:
+    for returncode, out, err in runs:
+        if returncode != 0:
             raise RuntimeError(f"case {name!r} failed:\n{err[-3000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     chief = results[0]

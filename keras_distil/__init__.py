@@ -14,7 +14,7 @@ from keras_distil.models.checkpoints import (
     read_tokenizer_settings,
     save_student,
 )
-from keras_distil.models.student import default_student_layers, student_from_teacher
+from keras_distil.models.student import build_student, default_student_layers, student_from_teacher
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "build_mlm_model",
+    "build_student",
     "default_student_layers",
     "load_teacher",
     "read_tokenizer_settings",

@@ -14,6 +14,8 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+from keras_distil.io import atomic_write_json
+
 
 class ConfigError(ValueError):
     """A recipe or a knob is wrong: the message names the key and the accepted values."""
@@ -289,12 +291,7 @@ def load_json(path: str | os.PathLike) -> dict:
 
 def dump_json(data: dict, path: str | os.PathLike) -> None:
     """Write ``data`` as JSON atomically (temporary file, then rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 @dataclasses.dataclass

@@ -1,16 +1,20 @@
 """MultiWorkerMirroredStrategy for real: two worker processes on 127.0.0.1 against one process."""
 
-import json
 import os
-import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import make_batch
-from test_runtime_support import build_distiller, global_batches, max_diff, slices_dataset_fn, weights
+from test_runtime_support import (
+    build_distiller,
+    global_batches,
+    max_diff,
+    run_local_workers,
+    slices_dataset_fn,
+    weights,
+)
 
 from keras_distil import TrainConfig
 from keras_distil.training import Trainer
@@ -19,38 +23,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 def test_two_workers_bit_identical_and_equal_to_one_process(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs, outs = [], []
-    try:
-        for i in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                       PYTHONPATH=os.pathsep.join([HERE, ROOT]), TF_CPP_MIN_LOG_LEVEL="2")
-            outs.append(tmp_path / f"worker{i}.npz")
-            procs.append(subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "test_runtime_worker.py"), str(outs[-1]), str(tmp_path / "ckpt")],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        logs = [p.communicate(timeout=420)[0] for p in procs]
-        for p, log in zip(procs, logs):
-            assert p.returncode == 0, log[-4000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outs = [tmp_path / f"worker{i}.npz" for i in range(2)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]), TF_CPP_MIN_LOG_LEVEL="2")
+    runs = run_local_workers(
+        lambda i: [sys.executable, os.path.join(HERE, "test_runtime_worker.py"), str(outs[i]), str(tmp_path / "ckpt")],
+        2, timeout=420, env=env, merge_stderr=True)
+    for returncode, log, _ in runs:
+        assert returncode == 0, log[-4000:]
 
     results = [np.load(o) for o in outs]
     w0, w1 = ([r[f"arr_{i}"] for i in range(len(r.files) - 3)] for r in results)

@@ -51,3 +51,44 @@ def weights(model):
 
 def max_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 right now (bound, read, released)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_local_workers(argv_for, n: int, timeout: float, env: dict | None = None, merge_stderr: bool = False):
+    """Run ``n`` MultiWorkerMirroredStrategy workers on loopback ports; ``[(returncode, stdout, stderr)]``.
+
+    ``argv_for(i)``: worker ``i``'s command line; each gets its own ``TF_CONFIG`` on top of ``env``
+    (default: this process' environment). Workers still running after ``timeout`` seconds, or when
+    another fails to start, are killed.
+    """
+    import json
+    import os
+    import subprocess
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(n)]}
+    procs = []
+    try:
+        for i in range(n):
+            worker_env = dict(env if env is not None else os.environ,
+                              TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            procs.append(subprocess.Popen(argv_for(i), env=worker_env, stdout=subprocess.PIPE, text=True,
+                                          stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE))
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]

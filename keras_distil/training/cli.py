@@ -51,7 +51,9 @@ def recipe_from_args(args):
 
 
 def _report(result: dict) -> None:
-    terms = " ".join(f"{k}={result[k]:.4f}" for k in ("loss", "ce", "mlm", "cos", "mse") if k in result)
+    from keras_distil.distiller import TERMS
+
+    terms = " ".join(f"{k}={result[k]:.4f}" for k in ("loss", *TERMS) if k in result)
     print(f"{result['run']}: {result['step']} steps on {result['replicas']} replica(s) ({result['strategy']}); {terms}")
     if "student" in result:
         print(f"student: {result['student']['keras']} and {result['student']['keras_hub']}")

@@ -16,8 +16,10 @@ import time
 import keras
 import tensorflow as tf
 
-SCALAR_NAMES = {"loss": "loss/total", "ce": "loss/ce", "mlm": "loss/mlm", "cos": "loss/cos", "mse": "loss/mse",
-                "grad_norm": "grad_norm"}
+from keras_distil.distiller import TERMS
+
+# Every loss term the Distiller can log, under loss/<term>; the total under loss/total.
+SCALAR_NAMES = {"loss": "loss/total", **{term: f"loss/{term}" for term in TERMS}, "grad_norm": "grad_norm"}
 
 
 def flatten(config: dict, prefix: str = "") -> dict:
