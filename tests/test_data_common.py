@@ -24,22 +24,8 @@ DOC_MODULES = ("os", "json", "collections", "argparse", "logging", "email.messag
                "datetime", "decimal", "fractions", "threading", "shutil")
 
 
-def docstring_lines(modules=DOC_MODULES) -> list[str]:
-    """Distinct non-empty docstring lines of standard-library modules (deterministic order)."""
-    lines: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in modules:
-            module = importlib.import_module(name)
-            for attr in sorted(vars(module)):
-                doc = getattr(getattr(module, attr), "__doc__", None)
-                if isinstance(doc, str):
-                    lines.extend(line.strip() for line in doc.splitlines() if line.strip())
-    return list(dict.fromkeys(lines))
-
-
-def docstring_documents(modules=DOC_MODULES) -> list[str]:
-    """One document per docstring (whitespace collapsed), as in the reference's dump.txt."""
+def _docstrings(modules) -> list[str]:
+    """Every docstring of the public attributes of ``modules``, in a deterministic order."""
     docs: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -47,9 +33,20 @@ def docstring_documents(modules=DOC_MODULES) -> list[str]:
             module = importlib.import_module(name)
             for attr in sorted(vars(module)):
                 doc = getattr(getattr(module, attr), "__doc__", None)
-                if isinstance(doc, str) and doc.strip():
-                    docs.append(" ".join(doc.split()))
-    return list(dict.fromkeys(docs))
+                if isinstance(doc, str):
+                    docs.append(doc)
+    return docs
+
+
+def docstring_lines(modules=DOC_MODULES) -> list[str]:
+    """Distinct non-empty docstring lines of standard-library modules (deterministic order)."""
+    lines = [line.strip() for doc in _docstrings(modules) for line in doc.splitlines() if line.strip()]
+    return list(dict.fromkeys(lines))
+
+
+def docstring_documents(modules=DOC_MODULES) -> list[str]:
+    """One document per docstring (whitespace collapsed), as in the reference's dump.txt."""
+    return list(dict.fromkeys(" ".join(doc.split()) for doc in _docstrings(modules) if doc.strip()))
 
 
 def train_vocab(texts: list[str], path: str, size: int = 2000) -> str:

@@ -47,6 +47,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 
 from keras_distil.data.base import DataError, atomic_write_bytes, atomic_write_json
+from keras_distil.io import file_sha256
 
 logger = logging.getLogger("keras_distil.quickstart")
 
@@ -398,14 +399,6 @@ def _file_entry(path: str, lines: list[str]) -> dict:
     return {"file": os.path.basename(path), "documents": len(lines),
             "words": sum(len(line.split()) for line in lines), "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_manifest(out_dir: str, settings: CorpusSettings) -> dict | None:

@@ -158,7 +158,8 @@ def corpus_stage(settings: QuickstartSettings) -> Stage:
 
 
 def vocab_stage(settings: QuickstartSettings) -> Stage:
-    from keras_distil.quickstart.vocab import VocabSettings, file_sha256
+    from keras_distil.io import file_sha256
+    from keras_distil.quickstart.vocab import VocabSettings
 
     if settings.vocab:
         path = os.path.abspath(settings.vocab)

@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from keras_distil.data.base import DataError, atomic_write_json
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
+from keras_distil.io import file_sha256
 from keras_distil.models.tokenizer_settings import TokenizerSettings, write_tokenizer_files
 
 logger = logging.getLogger("keras_distil.quickstart")
@@ -131,14 +132,6 @@ def learn_vocab(documents: tf.data.Dataset, settings: VocabSettings | None = Non
     if len(vocab) > settings.vocab_size:
         vocab = learner.learn(counts, **params)
     return [t for t in vocab if _usable_token(t)]
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _manifest_settings(settings: VocabSettings, corpus_sha: str) -> dict:
