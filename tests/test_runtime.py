@@ -146,3 +146,22 @@ def test_mixed_precision_trains_with_float32_losses(policy, precision_policy, fl
     for key in ("loss", "ce", "mlm", "cos", "grad_norm"):
         # Same weights, lower-precision activations: close, not equal (bf16 has an 8-bit mantissa).
         assert got[key] == pytest.approx(want[key], rel=0.05, abs=2e-3), key
+
+
+def test_run_log_writes_the_mean_since_the_last_write(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from keras_distil.training.observe import RunLog
+
+    log = RunLog(str(tmp_path), total_steps=5, log_every=2, console=False)
+    for step, loss in enumerate([1.0, 3.0, 5.0, 7.0, 9.0], start=1):
+        log.step(step, {"loss": loss, "hidden_mse": 2 * loss, "tokens": 10.0}, learning_rate=1e-3)
+    log.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    acc.Reload()
+
+    def written(tag):
+        return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+    assert written("loss/total") == [(2, 2.0), (4, 6.0), (5, 9.0)]  # steps 1-2, 3-4, then the last one
+    assert written("loss/hidden_mse") == [(2, 4.0), (4, 12.0), (5, 18.0)]  # every Distiller term is logged

@@ -37,7 +37,12 @@ def flatten(config: dict, prefix: str = "") -> dict:
 
 
 class RunLog:
-    """Writes scalars every ``log_every`` steps and drives the progress bar."""
+    """Writes scalars every ``log_every`` steps and drives the progress bar.
+
+    A written loss value is the mean over the optimizer steps since the previous write, not the last
+    step's alone: every step counts, and the curves are not the noise of single batches (one batch of
+    32 short sequences swings the MLM loss by a nat).
+    """
 
     def __init__(self, logdir: str | None, total_steps: int, log_every: int, start_step: int = 0,
                  hparams: dict | None = None, console: bool = True):
@@ -51,6 +56,8 @@ class RunLog:
                     if console else None)
         self._mark = (time.perf_counter(), start_step)
         self._tokens = 0.0
+        self._sums: dict[str, float] = {}
+        self._steps = 0
         self.start_step = start_step
         if self.writer is not None and hparams:
             self._write_hparams(hparams)
@@ -67,11 +74,16 @@ class RunLog:
         """Record the logs of optimizer step ``step`` (1-based); returns what was written when it was."""
         self._tokens += float(logs.get("tokens", 0.0))
         values = {k: float(v) for k, v in logs.items() if k in SCALAR_NAMES}
+        for key, value in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        self._steps += 1
         due = step % self.log_every == 0 or step == self.total_steps
         if self.interactive:
             self.bar.update(step - self.start_step, [("step", step), *values.items()])
         if not due:
             return {}
+        values = {key: total / self._steps for key, total in self._sums.items()}
+        self._sums, self._steps = {}, 0
         now = time.perf_counter()
         elapsed = max(now - self._mark[0], 1e-9)
         values["tokens_per_sec"] = self._tokens / elapsed
