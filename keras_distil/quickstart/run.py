@@ -298,12 +298,12 @@ def run_quickstart_pipeline(settings: QuickstartSettings, fresh: bool = False, e
 
 # ---- budget ------------------------------------------------------------------------------------
 
-# Seconds per optimizer step with the default shapes on 2 idle x86-64 cores, from the CPU seconds measured
-# on a shared machine (docs/quickstart.md): teacher 648 CPU-s / 2000 steps, distill 314 / 1000, baseline
-# 198 / 1000 (112 s wall with both cores: 1.77x parallel); and the seconds of everything that is not
-# training (corpus 29, vocabulary 40, evaluation 24, export 13, start-up).
-SECONDS_PER_STEP = {"teacher": 0.185, "distill": 0.195, "baseline": 0.112}
-FIXED_SECONDS = 150.0
+# Wall seconds per optimizer step with the default shapes on 2 quiet x86-64 cores, measured by `make demo`
+# from a fresh clone on 2026-11-21 (docs/quickstart.md): teacher 431 s / 2000 steps, distill 159 / 1000,
+# baseline 114 / 1000; and the seconds of everything that is not training (corpus 17, vocabulary 11,
+# evaluation 28, export 13, start-up and the venv check).
+SECONDS_PER_STEP = {"teacher": 0.216, "distill": 0.159, "baseline": 0.114}
+FIXED_SECONDS = 90.0
 
 
 def steps_for_budget(minutes: float, settings: QuickstartSettings | None = None) -> dict:
