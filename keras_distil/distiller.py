@@ -37,6 +37,7 @@ from keras_distil import losses
 from keras_distil.config import ConfigError, DistillConfig
 
 BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights")
+WEIGHT_KEYS = ("tokens", "masked")  # the keys of Distiller.weight_sums
 TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse")  # each weighted by DistillConfig.alpha_<term>
 
 # Terms that compare last hidden states, hence need a student of the teacher's width: alpha key -> what.

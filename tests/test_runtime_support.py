@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -55,8 +60,6 @@ def max_diff(a, b):
 
 def free_ports(n: int) -> list[int]:
     """``n`` TCP ports free on 127.0.0.1 right now (bound, read, released)."""
-    import socket
-
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
         s.bind(("127.0.0.1", 0))
@@ -73,10 +76,6 @@ def run_local_workers(argv_for, n: int, timeout: float, env: dict | None = None,
     (default: this process' environment). Workers still running after ``timeout`` seconds, or when
     another fails to start, are killed.
     """
-    import json
-    import os
-    import subprocess
-
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(n)]}
     procs = []
     try:

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_distil.distiller import WEIGHT_KEYS
 from keras_distil.training.optim import loss_scale, use_presummed_gradients
-
-WEIGHT_KEYS = ("tokens", "masked")
 
 
 def _dense(grad):
