@@ -146,6 +146,10 @@ class ModelConfig(Section):
                  f"an id in [0, vocab_size={self.vocab_size})", self.pad_token_id)
 
 
+ALPHA_KEYS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden_mse", "alpha_sentence_mse",
+              "alpha_sentence_cos")
+
+
 @dataclasses.dataclass
 class DistillConfig(Section):
     """The distillation objective (Sanh et al. 2019; defaults are the paper's)."""
@@ -169,10 +173,22 @@ class DistillConfig(Section):
     # "random" is the same shape (teacher's width, len(student_layers) layers) with fresh weights seeded
     # by train.seed: the paper's "random init" ablation.
     student_init: Literal["teacher", "random"] = "teacher"
+    # Weight of the MSE between the teacher's and the student's pooled sentence embeddings, averaged over
+    # the embedding dims and the sequences (sentence-transformers' distillation loss).
+    alpha_sentence_mse: float = 0.0
+    # Weight of 1 - cos between the teacher's and the student's pooled sentence embeddings, averaged over
+    # the sequences.
+    alpha_sentence_cos: float = 0.0
+    # How token states become a sentence embedding for the sentence terms: "auto" reads the teacher's
+    # sentence-transformers files (modules.json, 1_Pooling/config.json), else "mean"; or "mean" over the
+    # real tokens, "cls" (first token), "max" over the real tokens. The student carries it into its exports.
+    pooling: Literal["auto", "mean", "cls", "max"] = "auto"
+    # L2-normalise the pooled embeddings; null: as the teacher (its 2_Normalize module), else false.
+    normalize_embeddings: bool | None = None
 
     def validate(self, prefix: str) -> None:
         _require(self.temperature > 0, f"{prefix}.temperature", "a number > 0", self.temperature)
-        alphas = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden_mse")
+        alphas = ALPHA_KEYS
         for key in alphas:
             value = getattr(self, key)
             _require(value >= 0, f"{prefix}.{key}", "a number >= 0", value)
@@ -186,7 +202,25 @@ class DistillConfig(Section):
 
     @property
     def needs_teacher_logits(self) -> bool:
+        """The soft-target or the logit-MSE term is on: the teacher must have an MLM head."""
         return self.alpha_ce > 0 or self.alpha_mse > 0
+
+    @property
+    def uses_logits(self) -> bool:
+        """Some term reads MLM logits (soft targets, masked LM, logit MSE): DistilBERT's masked-text regime."""
+        return self.needs_teacher_logits or self.alpha_mlm > 0
+
+    @property
+    def masked_position_terms(self) -> tuple[str, ...]:
+        """The active ``distill.*`` keys whose terms are taken at masked positions, hence need masking."""
+        keys = ("alpha_mlm",) if self.alpha_mlm > 0 else ()
+        if self.needs_teacher_logits and self.ce_positions == "masked":
+            keys += ("ce_positions",)
+        return keys
+
+    @property
+    def uses_sentence_embeddings(self) -> bool:
+        return self.alpha_sentence_mse > 0 or self.alpha_sentence_cos > 0
 
 
 @dataclasses.dataclass
@@ -200,6 +234,10 @@ class DataConfig(Section):
     document_separator: Literal["line", "blank_line"] = "line"  # one document per line, or per paragraph
     max_len: int = 128  # tokens per sequence including [CLS] and [SEP]
     min_len: int = 12  # sequences shorter than this many tokens are dropped (the reference drops <= 11)
+    # Whether batches are masked for masked-LM: "mlm" (15 % of tokens selected, 80/10/10, mask_* fields),
+    # "none" (clean token ids, no mask_* fields: what a sentence encoder sees in use), or "auto": "mlm"
+    # when a term reads MLM logits (distill.alpha_ce, alpha_mlm, alpha_mse), else "none".
+    masking: Literal["auto", "mlm", "none"] = "auto"
     mlm_mask_prop: float = 0.15  # fraction of real tokens selected for prediction
     word_mask: float = 0.8  # of the selected: replaced by [MASK]
     word_keep: float = 0.1  # of the selected: kept as they are
@@ -275,6 +313,21 @@ class TrainConfig(Section):
             _require(getattr(self, key) >= 1, f"{prefix}.{key}", "an integer >= 1", getattr(self, key))
 
 
+def resolve_masking(data: DataConfig, distill: DistillConfig | None) -> str:
+    """``data.masking`` made concrete: "mlm" or "none" ("auto" follows ``distill``'s terms; no objective
+    known: "mlm", DistilBERT's regime). Raises :class:`ConfigError` naming both keys when masking is off
+    but a term needs masked positions."""
+    if data.masking == "auto":
+        return "mlm" if distill is None or distill.uses_logits else "none"
+    if data.masking == "none" and distill is not None and distill.masked_position_terms:
+        key = distill.masked_position_terms[0]
+        value = getattr(distill, key)
+        raise ConfigError(f"data.masking: 'none' gives batches without masked positions, but distill.{key}="
+                          f"{value!r} needs them; set data.masking to 'mlm' (or 'auto'), or "
+                          + ("distill.alpha_mlm to 0" if key == "alpha_mlm" else "distill.ce_positions to 'all'"))
+    return data.masking
+
+
 def load_json(path: str | os.PathLike) -> dict:
     """Read a JSON object from ``path``; errors name the file."""
     try:
@@ -324,7 +377,9 @@ class RecipeConfig(Section):
                     raise ConfigError(f"{name}: expected an object of {section.__name__} keys, got {value!r}")
                 kwargs[name] = section.from_dict(value, name)
         flat = Section.from_dict.__func__(cls, data, prefix or "recipe")
-        return dataclasses.replace(flat, **kwargs)
+        recipe = dataclasses.replace(flat, **kwargs)
+        resolve_masking(recipe.data, recipe.distill)  # the cross-section check, before any work
+        return recipe
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

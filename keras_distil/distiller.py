@@ -6,12 +6,20 @@
          + alpha_mse * mean (s - t)^2                           logits (off by default)
          + alpha_hidden_mse * mean (h_s - h_t)^2                last hidden states over hidden dims and
                                                                 non-pad tokens (off by default)
+         + alpha_sentence_mse * mean (e_s - e_t)^2              pooled sentence embeddings, over dims and
+                                                                sequences (off by default)
+         + alpha_sentence_cos * (1 - cos(e_s, e_t))             pooled sentence embeddings, per sequence
+                                                                (off by default)
 
-Only the cosine and the hidden-state MSE work with an encoder-only (head-less) teacher; both need the
-teacher's width.
+The sentence embedding ``e = pool(h)`` is the teacher's (sentence-transformers' mean / CLS / max pooling,
+normalised or not: :mod:`keras_distil.models.pooling`) unless ``distill.pooling`` says otherwise. The
+hidden-state and sentence terms work with an encoder-only (head-less) teacher; they need the teacher's
+width.
 
 Input batches are dicts (see ``BATCH_KEYS``): ``token_ids`` and ``padding_mask`` [B, L] (token ids
 after masking), ``mask_positions``, ``mask_ids`` and ``mask_weights`` [B, P]; ``segment_ids`` optional.
+Batches of clean text (``data.masking="none"``) have no ``mask_*`` fields; only terms that need no masked
+position (cosine, hidden-state MSE, sentence terms, soft targets on all tokens) can be used with them.
 
 Distribution: each term is a weighted mean over tokens. Under a strategy every replica divides its
 *local* weighted sum by the *global* weight (an all-reduce of the local weights), so the gradients the
@@ -35,13 +43,18 @@ import tensorflow as tf
 
 from keras_distil import losses
 from keras_distil.config import ConfigError, DistillConfig
+from keras_distil.models.pooling import pool_hidden_states, resolve_pooling
 
 BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights")
-WEIGHT_KEYS = ("tokens", "masked")  # the keys of Distiller.weight_sums
-TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse")  # each weighted by DistillConfig.alpha_<term>
+MASK_KEYS = ("mask_positions", "mask_ids", "mask_weights")  # absent from clean (unmasked) batches
+WEIGHT_KEYS = ("tokens", "masked", "sequences")  # the keys of Distiller.weight_sums
+# Each weighted by DistillConfig.alpha_<term>.
+TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse", "sentence_mse", "sentence_cos")
 
 # Terms that compare last hidden states, hence need a student of the teacher's width: alpha key -> what.
-HIDDEN_STATE_TERMS = {"alpha_cos": "the cosine loss", "alpha_hidden_mse": "the hidden-state MSE"}
+HIDDEN_STATE_TERMS = {"alpha_cos": "the cosine loss", "alpha_hidden_mse": "the hidden-state MSE",
+                      "alpha_sentence_mse": "the sentence-embedding MSE",
+                      "alpha_sentence_cos": "the sentence-embedding cosine"}
 
 
 def _replica_context():
@@ -94,6 +107,7 @@ class Distiller(keras.Model):
         self.config = config
         if teacher is not None:  # None: a Pretrainer (masked LM alone)
             self.teacher.trainable = False
+        self.pooling = resolve_pooling(config, getattr(teacher, "pooling", None))
         self._check_compatible()
         self.active_terms = tuple(t for t in TERMS if getattr(config, f"alpha_{t}") > 0)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.active_terms}
@@ -157,11 +171,21 @@ class Distiller(keras.Model):
         """Soft targets on all non-pad tokens need the vocabulary projection at every position."""
         return self.config.ce_positions == "all" and self.config.needs_teacher_logits
 
+    def _check_batch(self, batch) -> None:
+        """Terms at masked positions need the ``mask_*`` fields (a trace-time check, so it costs nothing)."""
+        missing = [k for k in MASK_KEYS if k not in batch]
+        needs = self.config.masked_position_terms
+        if missing and needs:
+            raise ConfigError(f"distill.{needs[0]}: the term needs masked positions, but the batches have no "
+                              f"{', '.join(missing)} (clean text: data.masking='none'); mask the batches "
+                              "(data.masking='mlm') or turn the term off")
+
     def _model_inputs(self, batch):
+        self._check_batch(batch)
         inputs = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
         if "segment_ids" in batch:
             inputs["segment_ids"] = batch["segment_ids"]
-        if not self._logits_everywhere:
+        if not self._logits_everywhere and "mask_positions" in batch:
             inputs["mask_positions"] = batch["mask_positions"]
         return inputs
 
@@ -171,12 +195,20 @@ class Distiller(keras.Model):
         out = self.teacher(inputs, training=False, return_logits=self.config.needs_teacher_logits)
         return tf.nest.map_structure(tf.stop_gradient, out)
 
+    def student_outputs(self, inputs, training):
+        """The student's forward; the vocabulary projection only when a term reads the logits."""
+        return self.student(inputs, training=training, return_logits=self.config.uses_logits)
+
     @staticmethod
     def weight_sums(batch) -> dict:
-        """This replica's weight sums that the terms are normalised by: ``tokens`` (real tokens) and
-        ``masked`` (prediction slots in use), float32 scalars."""
-        return {"tokens": tf.reduce_sum(tf.cast(batch["padding_mask"], tf.float32)),
-                "masked": tf.reduce_sum(tf.cast(batch["mask_weights"], tf.float32))}
+        """This replica's weight sums that the terms are normalised by, float32 scalars: ``tokens`` (real
+        tokens), ``masked`` (prediction slots in use; 0 for clean batches) and ``sequences`` (rows with
+        at least one real token)."""
+        padding = tf.cast(batch["padding_mask"], tf.float32)
+        masked = tf.reduce_sum(tf.cast(batch["mask_weights"], tf.float32)) if "mask_weights" in batch \
+            else tf.constant(0.0)
+        return {"tokens": tf.reduce_sum(padding), "masked": masked,
+                "sequences": tf.reduce_sum(tf.cast(tf.reduce_max(padding, axis=1) > 0, tf.float32))}
 
     def compute_terms(self, batch, student_out, teacher_out, totals: dict | None = None) -> dict:
         """Each active term as this replica's share of its global weighted mean (float32 scalars).
@@ -187,7 +219,7 @@ class Distiller(keras.Model):
         cfg = self.config
         totals = totals or {}
         padding = tf.cast(batch["padding_mask"], tf.float32)
-        mask_weights = tf.cast(batch["mask_weights"], tf.float32)
+        mask_weights = tf.cast(batch["mask_weights"], tf.float32) if "mask_weights" in batch else None
         soft_weights, soft_key = (padding, "tokens") if self._logits_everywhere else (mask_weights, "masked")
         terms = {}
         if cfg.alpha_ce > 0:
@@ -208,6 +240,16 @@ class Distiller(keras.Model):
         if cfg.alpha_hidden_mse > 0:
             mse = losses.mse_per_token(student_out["hidden"], teacher_out["hidden"])
             terms["hidden_mse"] = _globally_weighted_mean(mse, padding, totals.get("tokens"))
+        if cfg.uses_sentence_embeddings:
+            student_emb = pool_hidden_states(student_out["hidden"], padding, self.pooling)
+            teacher_emb = pool_hidden_states(teacher_out["hidden"], padding, self.pooling)
+            sequences = tf.cast(tf.reduce_max(padding, axis=1) > 0, tf.float32)
+            if cfg.alpha_sentence_mse > 0:
+                mse = losses.mse_per_token(student_emb, teacher_emb)
+                terms["sentence_mse"] = _globally_weighted_mean(mse, sequences, totals.get("sequences"))
+            if cfg.alpha_sentence_cos > 0:
+                dist = losses.cosine_distance_per_token(student_emb, teacher_emb)
+                terms["sentence_cos"] = _globally_weighted_mean(dist, sequences, totals.get("sequences"))
         return terms
 
     def total_loss(self, terms: dict):
@@ -229,7 +271,7 @@ class Distiller(keras.Model):
         teacher_out = self.teacher_outputs(inputs)
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
-            student_out = self.student(inputs, training=True)
+            student_out = self.student_outputs(inputs, training=True)
             terms = self.compute_terms(batch, student_out, teacher_out, totals)
             total = self.total_loss(terms)
             scaled = self.optimizer.scale_loss(total)  # loss scaling under mixed_float16, else identity
@@ -246,7 +288,7 @@ class Distiller(keras.Model):
         batch = data[0] if isinstance(data, tuple) else data
         inputs = self._model_inputs(batch)
         teacher_out = self.teacher_outputs(inputs)
-        student_out = self.student(inputs, training=False)
+        student_out = self.student_outputs(inputs, training=False)
         terms = self.compute_terms(batch, student_out, teacher_out)
         self._update_trackers(self.total_loss(terms), terms)
         return {m.name: m.result() for m in self.metrics}

@@ -91,3 +91,14 @@ def hidden_mse(student_hidden, teacher_hidden, padding_mask):
     is used for); it needs the teacher's width.
     """
     return weighted_mean(mse_per_token(student_hidden, teacher_hidden), padding_mask)
+
+
+def sentence_embedding_mse(student_embeddings, teacher_embeddings, weights):
+    """Mean over sequences (``weights`` [B] > 0) and embedding dims of ``(e_s - e_t)^2``, embeddings [B, D]
+    (sentence-transformers' distillation loss on pooled embeddings)."""
+    return weighted_mean(mse_per_token(student_embeddings, teacher_embeddings), weights)
+
+
+def sentence_embedding_cosine(student_embeddings, teacher_embeddings, weights):
+    """Mean over sequences (``weights`` [B] > 0) of ``1 - cos(e_s, e_t)`` between pooled embeddings [B, D]."""
+    return weighted_mean(cosine_distance_per_token(student_embeddings, teacher_embeddings), weights)

@@ -9,9 +9,11 @@ from keras_distil.config import (
     DataConfig,
     DistillConfig,
     ModelConfig,
+    RecipeConfig,
     TrainConfig,
     dump_json,
     load_json,
+    resolve_masking,
 )
 
 
@@ -87,3 +89,36 @@ def test_load_json_names_the_file(tmp_path):
     path.write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="JSON object"):
         load_json(path)
+
+
+@pytest.mark.parametrize("distill, expected", [
+    ({}, "mlm"),  # the paper's loss: soft targets + masked LM + cosine, on masked text
+    ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 1, "alpha_hidden_mse": 1}, "none"),
+    ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_sentence_mse": 1}, "none"),
+    ({"alpha_ce": 1, "alpha_mlm": 0, "alpha_cos": 0}, "mlm"),
+    ({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_mse": 1}, "mlm"),
+])
+def test_masking_auto_follows_the_loss(distill, expected):
+    recipe = RecipeConfig.from_dict({"distill": distill})
+    assert resolve_masking(recipe.data, recipe.distill) == expected
+
+
+@pytest.mark.parametrize("distill, key", [
+    ({}, "distill.alpha_mlm=2.0"),
+    ({"alpha_mlm": 0, "ce_positions": "masked"}, "distill.ce_positions='masked'"),
+])
+def test_masking_off_with_a_term_at_masked_positions_names_both_keys(distill, key):
+    with pytest.raises(ConfigError, match=f"data.masking: 'none' .* but {key} needs them"):
+        RecipeConfig.from_dict({"data": {"masking": "none"}, "distill": distill})
+    # soft targets on every token need no masked position: clean text is accepted
+    RecipeConfig.from_dict({"data": {"masking": "none"}, "distill": {"alpha_mlm": 0, "ce_positions": "all"}})
+
+
+def test_sentence_knobs_validate():
+    cfg = DistillConfig.from_dict({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0, "alpha_sentence_cos": 1,
+                                   "pooling": "max", "normalize_embeddings": True})
+    assert cfg.uses_sentence_embeddings and not cfg.uses_logits
+    with pytest.raises(ConfigError, match="distill.pooling: got 'sum'; accepted: 'auto' | 'mean' | 'cls' | 'max'"):
+        DistillConfig.from_dict({"pooling": "sum"})
+    with pytest.raises(ConfigError, match="distill.alpha_sentence_mse: got -1"):
+        DistillConfig.from_dict({"alpha_sentence_mse": -1})

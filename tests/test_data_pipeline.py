@@ -94,6 +94,32 @@ def test_one_pass_sees_every_sequence_once_and_logs_the_drops(corpus, data_confi
     assert f"{dropped} sequences dropped as shorter than min_len" in caplog.text
 
 
+@pytest.mark.parametrize("how", ["explicit", "auto"])
+def test_clean_batches_carry_the_unmasked_sequences_and_no_mask_fields(corpus, data_config, vocab_path, documents,
+                                                                        how):
+    """data.masking "none" (or "auto" for an objective without logit terms): one pass gives exactly the
+    reference tokenization, every id as tokenized (no [MASK], no random token), and no mask_* field."""
+    from keras_distil.config import DistillConfig
+
+    objective = DistillConfig(alpha_ce=0, alpha_mlm=0, alpha_cos=0, alpha_sentence_mse=1)
+    cfg = data_config.replace(masking="none") if how == "explicit" else data_config
+    batches = take(build_training_dataset(cfg, corpus, vocab_path, repeat=False, objective=objective), -1)
+    assert all(set(b) == {"token_ids", "padding_mask", "segment_ids"} for b in batches)
+    got = collections.Counter(tuple(row[mask == 1]) for b in batches
+                              for row, mask in zip(b["token_ids"], b["padding_mask"], strict=True))
+    expected, _ = reference_sequences(documents, vocab_path, data_config.max_len, data_config.min_len)
+    assert got == collections.Counter(tuple(s) for s in expected)
+
+
+def test_masking_auto_masks_for_logit_terms_and_refuses_none_for_them(corpus, data_config, vocab_path):
+    from keras_distil.config import ConfigError, DistillConfig
+
+    batch = take(build_training_dataset(data_config, corpus, vocab_path, objective=DistillConfig()), 1)[0]
+    assert set(CONTRACT) <= set(batch) and batch["mask_weights"].sum() > 0
+    with pytest.raises(ConfigError, match="data.masking: 'none' .* distill.alpha_mlm=2.0 needs them"):
+        build_training_dataset(data_config.replace(masking="none"), corpus, vocab_path, objective=DistillConfig())
+
+
 def test_deterministic_for_a_seed(corpus, data_config, vocab_path):
     def first_batches(cfg):
         return take(build_training_dataset(cfg, corpus, vocab_path, check_nonempty=False), 4)

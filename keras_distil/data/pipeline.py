@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 
+from keras_distil.config import resolve_masking
 from keras_distil.data.base import DataError, DataStats, is_blank
 from keras_distil.data.corpus import (
     COUNTS_NAME,
@@ -201,6 +202,16 @@ def mask_batches(batches: tf.data.Dataset, probabilities: np.ndarray, spec: Mask
     return batches.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def clean_batches(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """``(token_ids, padding_mask)`` batches as the Distiller's dict, unmasked (``data.masking="none"``)."""
+
+    def as_dict(ids, padding):
+        ids, padding = tf.cast(ids, tf.int32), tf.cast(padding, tf.int32)
+        return {"token_ids": ids, "padding_mask": padding, "segment_ids": tf.zeros_like(ids)}
+
+    return batches.map(as_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def resolve_token_counts(token_counts, sources: Iterable[Source], vocab_size: int):
     """The counts to smooth with: the given ones (array, mapping or a JSON path), else the sum of the
     prepared folders' ``token_counts.json`` when every source is one, else None (uniform)."""
@@ -217,8 +228,9 @@ def resolve_token_counts(token_counts, sources: Iterable[Source], vocab_size: in
 
 def build_training_dataset(data_config, sources, tokenizer=None, token_counts=None, input_context=None,
                            repeat: bool = True, stats: DataStats | None = None,
-                           drop_remainder: bool | None = None, check_nonempty: bool = True) -> tf.data.Dataset:
-    """Dynamically masked batches for the Distiller.
+                           drop_remainder: bool | None = None, check_nonempty: bool = True,
+                           objective=None) -> tf.data.Dataset:
+    """Batches for the Distiller: dynamically masked for masked-LM, or clean token ids (``data.masking``).
 
     Args:
       data_config: a ``DataConfig``.
@@ -236,13 +248,24 @@ def build_training_dataset(data_config, sources, tokenizer=None, token_counts=No
         their counts in the manifest, which is logged here.
       drop_remainder: drop partial batches; default ``repeat`` (a repeated stream has none anyway).
       check_nonempty: fail now, naming the sources, when they yield no sequence at all.
+      objective: the ``DistillConfig`` the batches are for: ``data.masking="auto"`` masks only when one of
+        its terms reads MLM logits (None: masks, DistilBERT's regime); with ``"none"`` it must have no term
+        at masked positions (``ConfigError`` otherwise).
 
-    Yields dicts: ``token_ids``, ``padding_mask``, ``segment_ids`` int32 [B, L]; ``mask_positions``,
-    ``mask_ids`` int32 [B, P]; ``mask_weights`` float32 [B, P]; L is the bucket's length.
+    Yields dicts: ``token_ids``, ``padding_mask``, ``segment_ids`` int32 [B, L] and, when masking,
+    ``mask_positions``, ``mask_ids`` int32 [B, P] and ``mask_weights`` float32 [B, P]; L is the bucket's
+    length. Unmasked batches carry the clean token ids and no ``mask_*`` field.
+
+    Example:
+    >>> import keras_distil as kd  # doctest: +SKIP
+    >>> ds = build_training_dataset(kd.DataConfig(batch_size=32), ["train.txt"], "vocab.txt",  # doctest: +SKIP
+    ...                             objective=kd.DistillConfig(alpha_ce=0, alpha_mlm=0, alpha_sentence_mse=1))
     """
+    masking = resolve_masking(data_config, objective)
     tokenizer = as_tokenizer(tokenizer, data_config)
     sources = as_sources(sources)
-    warn_if_predictions_capped(data_config)
+    if masking == "mlm":
+        warn_if_predictions_capped(data_config)
     if check_nonempty:
         ensure_nonempty(sources, data_config, tokenizer)
     for source in sources:
@@ -256,9 +279,6 @@ def build_training_dataset(data_config, sources, tokenizer=None, token_counts=No
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(data_config.batch_size)
         stream_id = input_context.input_pipeline_id
-    probabilities = sampling_probabilities(
-        tokenizer.vocab_size, tokenizer.special_ids.all(),
-        resolve_token_counts(token_counts, sources, tokenizer.vocab_size), data_config.mlm_smoothing)
     if stats is None and any(not isinstance(s, ShardSource) for s in sources):
         stats = DataStats()
     ds = sequence_dataset(sources, data_config, tokenizer, input_context, data_config.seed, stats,
@@ -268,8 +288,14 @@ def build_training_dataset(data_config, sources, tokenizer=None, token_counts=No
         ds = ds.repeat()
     ds = bucket_and_batch(ds, bucket_lengths(data_config), batch_size, tokenizer.special_ids.pad,
                           repeat if drop_remainder is None else drop_remainder)
-    ds = mask_batches(ds, probabilities, MaskingSpec.from_config(data_config, tokenizer.special_ids.mask),
-                      data_config.seed, stream_id)
+    if masking == "mlm":
+        probabilities = sampling_probabilities(
+            tokenizer.vocab_size, tokenizer.special_ids.all(),
+            resolve_token_counts(token_counts, sources, tokenizer.vocab_size), data_config.mlm_smoothing)
+        ds = mask_batches(ds, probabilities, MaskingSpec.from_config(data_config, tokenizer.special_ids.mask),
+                          data_config.seed, stream_id)
+    else:
+        ds = clean_batches(ds)
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

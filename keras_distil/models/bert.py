@@ -18,6 +18,7 @@ import keras_hub
 import tensorflow as tf
 
 from keras_distil.config import ModelConfig
+from keras_distil.models.pooling import SentencePooling
 
 SERIALIZATION_PACKAGE = "keras_distil"
 
@@ -93,9 +94,15 @@ class BertMLM(keras.Model):
     Outputs (a dict): ``hidden`` [B, L, H] (last hidden states), ``pooled`` [B, H] (BERT's tanh pooler
     on [CLS]; frozen, since no MLM or distillation loss reaches it), and with a head ``logits``:
     [B, P, V] at ``mask_positions`` when given, else [B, L, V].
+
+    ``pooling``: how the model's sentence embedding is made from ``hidden``
+    (:class:`~keras_distil.models.pooling.SentencePooling`; None for a model that is not a sentence encoder).
+    It is saved with the model, read from and written to sentence-transformers files, and used by the
+    sentence-level distillation terms and the ``embed`` export signature.
     """
 
-    def __init__(self, model_config: dict | ModelConfig, with_mlm_head: bool = True, **kwargs):
+    def __init__(self, model_config: dict | ModelConfig, with_mlm_head: bool = True,
+                 pooling: SentencePooling | dict | None = None, **kwargs):
         # Keras only propagates `trainable` to sub-layers that exist when it is set, and ignores a
         # later assignment of the same value: apply it once the layers are built (a reloaded frozen
         # teacher would otherwise come back trainable).
@@ -104,6 +111,8 @@ class BertMLM(keras.Model):
         cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
         self.model_config = cfg
         self.with_mlm_head = with_mlm_head
+        self.pooling = pooling if isinstance(pooling, SentencePooling) or pooling is None \
+            else SentencePooling.from_dict(pooling)
         self.backbone = keras_hub.models.BertBackbone(
             vocabulary_size=cfg.vocab_size,
             num_layers=cfg.num_layers,
@@ -162,7 +171,8 @@ class BertMLM(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "model_config": self.model_config.to_dict(),
-                "with_mlm_head": self.with_mlm_head}
+                "with_mlm_head": self.with_mlm_head,
+                "pooling": None if self.pooling is None else self.pooling.to_dict()}
 
 
 def build_mlm_model(model_config: dict | ModelConfig, with_mlm_head: bool = True, dtype=None) -> BertMLM:

@@ -39,6 +39,7 @@ import numpy as np
 from keras_distil.config import ModelConfig
 from keras_distil.models.bert import SERIALIZATION_PACKAGE, BertMLM, use_hf_numerics
 from keras_distil.models.checkpoint_io import CheckpointError, atomic_folder
+from keras_distil.models.pooling import write_sentence_transformers_files
 from keras_distil.models.tokenizer_settings import TokenizerSettings
 
 WRITE_TOLERANCE = 1e-5
@@ -169,6 +170,9 @@ def write_keras_hub_preset(model: BertMLM, folder: str, tokenizer: TokenizerSett
             _write_readme(tmp, type(target).__name__, family)
         if model.mlm_head is None and preprocessor is not None:
             preprocessor.tokenizer.save_to_preset(tmp)
+        if model.pooling is not None:  # the sentence embedding's definition travels with the preset
+            cfg = model.model_config
+            write_sentence_transformers_files(tmp, model.pooling, cfg.hidden_size, cfg.max_position_embeddings)
         diffs = compare_with_keras_hub(model, tmp, family)
         if classes == "exact" and not max(diffs.values()) <= WRITE_TOLERANCE:
             raise CheckpointError(f"{folder}: the written preset does not reproduce the model ({diffs})")

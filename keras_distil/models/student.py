@@ -71,6 +71,7 @@ def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: in
     student = BertMLM(
         student_config(teacher.model_config, len(layers)),
         with_mlm_head=teacher.with_mlm_head,
+        pooling=teacher.pooling,
         dtype=teacher.dtype_policy,
         name="student",
     )

@@ -14,6 +14,7 @@ import math
 
 import tensorflow as tf
 
+from keras_distil.distiller import WEIGHT_KEYS
 from keras_distil.training.checkpointing import Checkpoints
 from keras_distil.training.observe import RunLog
 from keras_distil.training.optim import current_learning_rate, inner_optimizer
@@ -116,7 +117,7 @@ class Trainer:
                 if not math.isfinite(logs["loss"]):
                     raise TrainingDiverged(
                         f"step {step}: the loss is {logs['loss']} (terms: "
-                        f"{ {k: v for k, v in logs.items() if k not in ('tokens', 'masked')} }); training stopped. "
+                        f"{ {k: v for k, v in logs.items() if k not in WEIGHT_KEYS} }); training stopped. "
                         f"Last good checkpoint: {last_saved or 'none written yet'} (left as it was). Lower "
                         "train.learning_rate or train.max_grad_norm, or use float32 / mixed_bfloat16.")
                 self.step.assign(step)

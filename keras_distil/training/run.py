@@ -174,7 +174,7 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
 
     def dataset_fn(input_context):
         return build_training_dataset(recipe.data, sources, tokenizer, input_context=input_context,
-                                      check_nonempty=False)
+                                      check_nonempty=False, objective=model.config)
 
     logs = trainer.fit(dataset_fn)
     result = {"run": folder.root, "steps": steps, "jit_compile": jit, "jit_reason": reason,
@@ -203,7 +203,10 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
         student = build_student(loaded.model, recipe.distill.student_layers, recipe.distill.student_init,
                                 seed=recipe.train.seed)
-        return Distiller(loaded.model, student, recipe.distill), tokenizer
+        distiller = Distiller(loaded.model, student, recipe.distill)
+        if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
+            student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
+        return distiller, tokenizer
 
     return _run(recipe, "distill", build, console)
 
@@ -216,6 +219,8 @@ def pretrain(recipe: RecipeConfig, console: bool = True) -> dict:
 
     if not recipe.data.vocab_file:
         raise ConfigError("data.vocab_file: pretraining needs a WordPiece vocab.txt")
+    if recipe.data.masking == "none":
+        raise ConfigError("data.masking: got 'none'; pretraining is masked LM and needs 'mlm' (or 'auto')")
     if recipe.model.max_position_embeddings < recipe.data.max_len:
         raise ConfigError(f"model.max_position_embeddings: got {recipe.model.max_position_embeddings}; "
                           f"accepted: >= data.max_len={recipe.data.max_len}")

@@ -157,7 +157,7 @@ def make_train_step(model, strategy: tf.distribute.Strategy, micro_batches: int 
     distributed dataset's, used as input signature (one trace for every bucket length: workers must
     trace the same functions in the same order, or their collectives would not match).
     Logs (float32 scalars, global values): ``loss``, each active term, ``grad_norm`` (before clipping),
-    ``tokens`` and ``masked`` (the step's real tokens and prediction slots).
+    ``tokens``, ``masked`` and ``sequences`` (the step's real tokens, prediction slots and non-empty rows).
     """
     parts = _StepParts(model, strategy)
     if micro_batches == 1:
