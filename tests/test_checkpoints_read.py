@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import require
 from test_checkpoints_common import (
     ARCHITECTURES,
     TOLERANCE,
@@ -128,7 +129,7 @@ def test_tokenizer_json_only_and_contradictions(tmp_path):
 
 
 def test_tokenizer_live_against_transformers():
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     texts = ["Ünïcödé ÀÉÎ õ çafé", "mixed CASE, punctuation!? and 中文 chars", "tab\tand\nnewline"]
     for name in ("bert_mlm", "bert_pretraining"):
         hf = transformers.AutoTokenizer.from_pretrained(fixture(name))

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import require
 from test_checkpoints_common import TOLERANCE, fixture, parity, reference, reference_feed, tokenizer_reference
 
 from keras_distil.models.checkpoint_io import SafetensorsFile
@@ -54,8 +55,8 @@ def test_hf_folder_layout(bert, tmp_path):
 @pytest.mark.parametrize("source, model_type", [("bert_mlm", "bert"), ("distilbert_mlm", "same"),
                                                 ("distilbert_mlm", "bert"), ("bert_model", "bert")])
 def test_transformers_loads_the_written_folder(source, model_type, tmp_path):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = require("torch")
+    transformers = require("transformers")
     loaded = load_teacher(fixture(source), require_mlm_head=False)
     dst = str(tmp_path / "student")
     save_student(loaded.model, dst, "hf", tokenizer=loaded, model_type=model_type)

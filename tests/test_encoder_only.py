@@ -114,7 +114,7 @@ def test_evaluate_the_student_against_its_teacher(distilled, tmp_path, capsys):
                           "--data", distilled["heldout"], "--max-len", "32", "--batch-size", "8",
                           "--latency-runs", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["data"]["embedding_inputs"] == "unmasked" and report["data"]["sequences"] == 24
+    assert report["data"]["texts"] == report["data"]["sequences"] == 24
     for name, m in report["models"].items():
         assert m["mlm_head"] is False and m["masked_lm_accuracy"] is None and m["perplexity"] is None, name
         assert m["latency_s"] > 0

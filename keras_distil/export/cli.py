@@ -1,4 +1,5 @@
-"""``keras-distil export SRC --format saved_model|tflite|keras_hub|hf ...``: the thin CLI over :func:`export`."""
+"""``keras-distil export SRC --format saved_model|tflite|keras_hub|hf|sentence_transformers ...``: the thin CLI
+over :func:`export`."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from keras_distil.export.tflite import QUANTIZATIONS
 def add_export_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``export`` on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
-        "export", help="export a student for serving (SavedModel, TFLite, KerasHub, HF), verified after writing",
+        "export", help="export a student for serving (SavedModel, TFLite, KerasHub, HF, sentence-transformers), "
+                       "verified after writing",
         description="Export the student of SRC (a run folder, a .keras file, a KerasHub preset or a Hugging Face "
                     "folder). The export is written to a temporary folder, reloaded and compared with the Keras "
                     "model on a fixed batch, and renamed into place only if the check passes.")
     p.add_argument("src", help="run folder or student file/folder")
-    p.add_argument("--format", default="saved_model", choices=FORMATS, help="default: saved_model")
+    p.add_argument("--format", default="saved_model", choices=FORMATS,
+                   help="default: saved_model (with an 'embed' text -> sentence-embedding signature when the "
+                        "model has a sentence pooling); sentence_transformers needs that pooling")
     p.add_argument("--quantize", nargs="+", default=["none"], choices=QUANTIZATIONS, metavar="Q",
                    help=f"TFLite only; one or more of {', '.join(QUANTIZATIONS)} (default: none = float32)")
     p.add_argument("--name", help="model name (default: the run folder's or file's name)")

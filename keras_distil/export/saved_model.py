@@ -12,6 +12,12 @@ Signatures (all int32 ids, batch and length dynamic):
 * ``serve_text`` (with a tokenizer): ``text`` [B] UTF-8 strings -> the same outputs plus the
   ``token_ids`` and ``padding_mask`` it computed ([CLS] ... [SEP], padded to the longest row, at most
   ``max_len``). It needs tensorflow-text's ops: ``import tensorflow_text`` before loading in Python.
+* ``embed`` (with a tokenizer, for a model whose ``pooling`` is set: a sentence encoder): ``text`` [B]
+  UTF-8 strings -> ``embedding`` [B, H] float32, the sentence embedding as ``model.pooling`` makes it from
+  the last hidden states (mean / CLS / max over the real tokens, L2-normalised when it says so: the
+  formulas of :mod:`keras_distil.models.pooling`, which are sentence-transformers'), plus the
+  ``token_ids`` and ``padding_mask`` it computed, as ``serve_text``. Tokenized by the same in-graph
+  tokenizer as ``serve_text``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import keras
 import tensorflow as tf
 
 from keras_distil.export.errors import ExportError
+from keras_distil.models.pooling import pool_hidden_states
 
 IDS_SIGNATURE = "serving_default"
 TEXT_SIGNATURE = "serve_text"
+EMBED_SIGNATURE = "embed"
 
 
 def ids_spec():
@@ -60,11 +68,42 @@ def text_function(serve_ids, tokenize, packer):
     return serve_text
 
 
-def write_archive(folder: str, model, with_logits: bool, tokenizer=None, packer=None) -> None:
-    """Write a SavedModel of ``model`` to ``folder``: ``serving_default`` and, with a tokenizer, ``serve_text``.
+def embed_function(model, tokenize, packer):
+    """``text -> {token_ids, padding_mask, embedding}``: tokenize, pack, run the encoder (no MLM head) and pool
+    its last hidden states as ``model.pooling`` says (:func:`~keras_distil.models.pooling.pool_hidden_states`).
 
-    ``tokenizer``: a ``tf.Module`` with ``tokenize(text) -> ragged ids`` (tracked so its tables are saved);
-    ``packer``: ragged ids -> (token_ids, padding_mask) (see :mod:`keras_distil.export.text`).
+    Args:
+      model: a BertMLM whose ``pooling`` is set.
+      tokenize: ``text [B] -> ragged ids``; packer: ``ragged ids -> (token_ids, padding_mask)``.
+    """
+    pooling = model.pooling
+    if pooling is None:
+        raise ExportError("the model has no sentence pooling (model.pooling is None): no embed signature")
+
+    def embed(text):
+        token_ids, padding_mask = packer(tokenize(text))
+        out = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False, return_logits=False)
+        return {"token_ids": token_ids, "padding_mask": padding_mask,
+                "embedding": pool_hidden_states(out["hidden"], padding_mask, pooling)}
+
+    return embed
+
+
+def write_archive(folder: str, model, with_logits: bool, tokenizer=None, packer=None) -> None:
+    """Write a SavedModel of ``model`` to ``folder``: ``serving_default``; with a tokenizer ``serve_text``, and
+    ``embed`` as well when the model has a sentence pooling (``model.pooling``).
+
+    Args:
+      folder: the SavedModel folder to write.
+      model: a BertMLM.
+      with_logits: also output the MLM logits (ids and text signatures; never in ``embed``).
+      tokenizer: a ``tf.Module`` with ``tokenize(text) -> ragged ids`` (tracked so its tables are saved).
+      packer: ragged ids -> (token_ids, padding_mask) (see :mod:`keras_distil.export.text`).
+
+    Example:
+    >>> settings = TokenizerSettings(vocab, lowercase=True, strip_accents=True)  # doctest: +SKIP
+    >>> write_archive("sm", student, False, ServingTokenizer(settings), pack_for(settings, 128))  # doctest: +SKIP
+    >>> tf.saved_model.load("sm").signatures["embed"](text=tf.constant(["The cat sat."]))["embedding"]  # doctest: +SKIP
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -73,6 +112,8 @@ def write_archive(folder: str, model, with_logits: bool, tokenizer=None, packer=
     if tokenizer is not None:
         archive.track(tokenizer)
         archive.add_endpoint(TEXT_SIGNATURE, text_function(serve_ids, tokenizer.tokenize, packer), text_spec())
+        if getattr(model, "pooling", None) is not None:
+            archive.add_endpoint(EMBED_SIGNATURE, embed_function(model, tokenizer.tokenize, packer), text_spec())
     _drop_duplicate_variable_lists(archive)
     archive.write_out(folder, verbose=False)
 

@@ -61,6 +61,7 @@ class LiteModel:
     def __init__(self, path: str, custom_ops: bool = False, num_threads: int | None = None):
         from ai_edge_litert import interpreter as litert
 
+        self.path = path
         if custom_ops:
             import tensorflow_text
 
@@ -76,5 +77,9 @@ class LiteModel:
         self._runner = self.interpreter.get_signature_runner(self.signature)
 
     def __call__(self, **inputs) -> dict[str, np.ndarray]:
-        """Run on numpy inputs (shapes may change from call to call: the runner resizes)."""
-        return {k: np.array(v) for k, v in self._runner(**inputs).items()}
+        """Run on numpy inputs (shapes may change from call to call: the runner resizes). A model the
+        interpreter cannot run (an unresolved op) raises :class:`ExportError` naming the file."""
+        try:
+            return {k: np.array(v) for k, v in self._runner(**inputs).items()}
+        except (RuntimeError, ValueError) as e:
+            raise ExportError(f"{self.path}: LiteRT cannot run this model: {e}") from None

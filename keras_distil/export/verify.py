@@ -5,7 +5,8 @@ Thresholds (from the export issue):
 * float32 (SavedModel, TFLite ``none``, checkpoints): max abs difference <= 1e-5;
 * float16 weights (TFLite ``fp16``): max abs difference <= 1e-2;
 * quantised (TFLite ``dynamic`` / ``int8``): top-1 agreement of the masked-token predictions >= 99 %
-  (when logits are exported) and mean cosine of the token embeddings >= 0.99.
+  (when logits are exported) and mean cosine of the token embeddings >= 0.99 (of the sentence
+  embeddings, for the ``embed`` models, whose only float output they are).
 
 Differences are taken relative to the output's scale, ``max|a - b| / max(1, max|ref|)``, so that a
 BERT-base hidden state of magnitude ~10 is held to the same 1e-5 relative precision as a unit one;
@@ -80,11 +81,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(reference: dict, got: dict, padding_mask: np.ndarray, mask_rows=None, mask_cols=None) -> dict:
-    """Figures of ``got`` against ``reference`` (dicts of pooled / hidden / logits arrays)."""
+    """Figures of ``got`` against ``reference`` (dicts of pooled / embedding / hidden / logits arrays).
+
+    ``pooled`` (BERT's pooler) and ``embedding`` (the sentence embedding) are [B, H], compared on every row;
+    ``hidden`` at the real tokens, ``logits`` at the masked positions."""
     real = padding_mask.astype(bool)
     figures = {}
     worst_rel = 0.0
-    for key in ("pooled", "hidden", "logits"):
+    for key in ("pooled", "embedding", "hidden", "logits"):
         if key not in reference or key not in got:
             continue
         ref, out = np.asarray(reference[key]), np.asarray(got[key])
@@ -96,7 +100,7 @@ def compare(reference: dict, got: dict, padding_mask: np.ndarray, mask_rows=None
             # The logits are the head applied to ``hidden`` (compared at every real token): the masked
             # positions suffice, and a [B, L, 30522] float64 copy would not (250 MB per array at B*L=2048).
             ref, out = ref[mask_rows, mask_cols], out[mask_rows, mask_cols]
-        elif key != "pooled":
+        elif key not in ("pooled", "embedding"):
             ref, out = ref[real], out[real]
         ref, out = ref.astype(np.float64), out.astype(np.float64)
         diff = float(np.abs(ref - out).max()) if ref.size else 0.0
@@ -112,6 +116,10 @@ def compare(reference: dict, got: dict, padding_mask: np.ndarray, mask_rows=None
         figures["hidden_cosine_min"] = float(np.nan_to_num(cos).min())
     if "pooled" in got and "pooled" in reference and "pooled_shape_mismatch" not in figures:
         figures["pooled_cosine_min"] = float(np.nan_to_num(_cosine(reference["pooled"], got["pooled"])).min())
+    if "embedding" in got and "embedding" in reference and "embedding_shape_mismatch" not in figures:
+        cos = np.nan_to_num(_cosine(np.asarray(reference["embedding"]), np.asarray(got["embedding"])))
+        figures["embedding_cosine_mean"] = float(cos.mean())
+        figures["embedding_cosine_min"] = float(cos.min())
     if "logits" in got and "logits" in reference and "logits_shape_mismatch" not in figures and mask_rows is not None and len(mask_rows):
         ref_logits = np.asarray(reference["logits"])[mask_rows, mask_cols]
         ref_top, got_top = ref_logits.argmax(-1), np.asarray(got["logits"])[mask_rows, mask_cols].argmax(-1)
@@ -139,9 +147,12 @@ def failures(figures: dict, quantize: str = "none", min_top1: float = MIN_TOP1,
         if not figures["max_rel_diff"] <= tol:
             problems.append(f"max difference {figures['max_rel_diff']:.3g} (relative to scale) > {tol:g}")
         return problems
-    if not figures.get("hidden_cosine_mean", 0.0) >= min_cosine:
-        problems.append(f"mean token-embedding cosine {figures.get('hidden_cosine_mean', float('nan')):.4f} "
-                        f"< {min_cosine}")
+    cosines = {"hidden_cosine_mean": "token", "embedding_cosine_mean": "sentence"}
+    if not any(key in figures for key in cosines):
+        problems.append("no embedding was compared (no token or sentence embedding among the outputs)")
+    for key, what in cosines.items():
+        if key in figures and not figures[key] >= min_cosine:
+            problems.append(f"mean {what}-embedding cosine {figures[key]:.4f} < {min_cosine}")
     if "top1_agreement" in figures and not figures["top1_agreement"] >= min_top1:
         problems.append(f"masked-token top-1 agreement {figures['top1_agreement']:.2%} < {min_top1:.0%} "
                         f"(over {figures['top1_positions']} positions)")

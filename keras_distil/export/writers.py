@@ -47,14 +47,26 @@ def expected_text_inputs(plan: ExportPlan):
     return ids.numpy(), mask.numpy()
 
 
+def keras_embeddings(model, token_ids, padding_mask) -> np.ndarray:
+    """The Keras model's sentence embeddings [B, H]: its last hidden states pooled as ``model.pooling`` says."""
+    from keras_distil.models.pooling import pool_hidden_states
+
+    hidden = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False,
+                   return_logits=False)["hidden"]
+    return np.asarray(pool_hidden_states(hidden, padding_mask, model.pooling))
+
+
 def _text_figures(model, got: dict, plan: ExportPlan) -> dict:
-    """Ids agreement with the training tokenizer, then outputs against the Keras model on those ids."""
+    """Ids agreement with the training tokenizer, then outputs against the Keras model on those ids
+    (the sentence embedding too when ``got`` has one: the ``embed`` signature)."""
     ids, mask = expected_text_inputs(plan)
     same_shape = got["token_ids"].shape == ids.shape
     rows_equal = (got["token_ids"] == ids).all(axis=1) & (got["padding_mask"] == mask).all(axis=1) \
         if same_shape else np.zeros(len(ids), bool)
     figures = {"text_rows_with_training_ids": f"{int(rows_equal.sum())}/{len(ids)}"}
     reference = keras_outputs(model, got["token_ids"], got["padding_mask"])  # outputs on the ids it produced
+    if "embedding" in got:
+        reference["embedding"] = keras_embeddings(model, got["token_ids"], got["padding_mask"])
     figures.update(verify.compare(reference, got, got["padding_mask"]))
     if not rows_equal.all():
         figures["text_ids_mismatch"] = [text.CHECK_SENTENCES[i] for i in np.flatnonzero(~rows_equal)]
@@ -72,24 +84,31 @@ def write_saved_model(model, folder: str, plan: ExportPlan) -> dict:
     checks = {saved_model.IDS_SIGNATURE: verify.compare(plan.reference, got, plan.batch.padding_mask,
                                                         plan.batch.mask_rows, plan.batch.mask_cols)}
     if tokenizer is not None:
-        got = saved_model.run_signature(loaded, saved_model.TEXT_SIGNATURE,
-                                        text=np.array(text.CHECK_SENTENCES, dtype=object))
+        sentences = np.array(text.CHECK_SENTENCES, dtype=object)
+        got = saved_model.run_signature(loaded, saved_model.TEXT_SIGNATURE, text=sentences)
         checks[saved_model.TEXT_SIGNATURE] = _text_figures(model, got, plan)
+        if model.pooling is not None:
+            got = saved_model.run_signature(loaded, saved_model.EMBED_SIGNATURE, text=sentences)
+            checks[saved_model.EMBED_SIGNATURE] = _text_figures(model, got, plan)
     return checks
 
 
-def tflite_name(quantize: str, text_input: bool = False) -> str:
-    return f"model{'_text' if text_input else ''}{'' if quantize == 'none' else '_' + quantize}.tflite"
+def tflite_name(quantize: str, text_input: bool = False, embed: bool = False) -> str:
+    """``model[_text|_embed][_fp16|_dynamic|_int8].tflite``."""
+    kind = "_embed" if embed else "_text" if text_input else ""
+    return f"model{kind}{'' if quantize == 'none' else '_' + quantize}.tflite"
 
 
 def write_tflite(model, folder: str, plan: ExportPlan) -> dict:
-    """The id-input model for each quantisation, and the text-input one (not for int8: see the docs)."""
+    """The id-input model for each quantisation, and the text-input one (not for int8: see the docs); for a
+    model with a sentence pooling, also the ``embed`` one (text in, sentence embedding out; not for int8)."""
     from keras_distil.export.calibration import representative_dataset
 
     work = os.path.join(folder, ".saved_model")
     ids_dir, text_dir = os.path.join(work, "ids"), os.path.join(work, "text")
     saved_model.write_archive(ids_dir, model, plan.with_logits)
     text_variants = [q for q in plan.quantize if q != "int8"] if plan.text else []
+    embed_variants = text_variants if model.pooling is not None else []
     if text_variants:
         lite = text.LiteTokenizer(plan.tokenizer)
         saved_model.write_archive(text_dir, model, plan.with_logits, lite, text.pack_for(plan.tokenizer, plan.max_len))
@@ -106,12 +125,19 @@ def write_tflite(model, folder: str, plan: ExportPlan) -> dict:
         _write_bytes(path, tflite.convert(text_dir, saved_model.TEXT_SIGNATURE, q, custom_ops=True))
         got = tflite.LiteModel(path, custom_ops=True)(text=np.array(text.CHECK_SENTENCES, dtype=object))
         checks[os.path.basename(path)] = {"quantize": q, **_text_figures(model, got, plan)}
+    for q in embed_variants:  # text_dir's archive has the embed signature (the model has a pooling)
+        path = os.path.join(folder, tflite_name(q, embed=True))
+        _write_bytes(path, tflite.convert(text_dir, saved_model.EMBED_SIGNATURE, q, custom_ops=True))
+        got = tflite.LiteModel(path, custom_ops=True)(text=np.array(text.CHECK_SENTENCES, dtype=object))
+        checks[os.path.basename(path)] = {"quantize": q, **_text_figures(model, got, plan)}
     shutil.rmtree(work)
     return checks
 
 
 def write_checkpoint(fmt: str):
-    """A writer for ``hf`` / ``keras_hub``: the checkpoints module writes, we reload and compare."""
+    """A writer for ``hf`` / ``keras_hub`` / ``sentence_transformers``: the checkpoints module writes, we
+    reload (:func:`~keras_distil.models.checkpoints.load_teacher`) and compare on the fixed batch; for
+    ``sentence_transformers`` the sentence embeddings too (the reloaded model pooled as its files say)."""
 
     def write(model, folder: str, plan: ExportPlan) -> dict:
         from keras_distil.models.checkpoints import CheckpointError, load_teacher, save_student
@@ -120,14 +146,20 @@ def write_checkpoint(fmt: str):
             save_student(model, folder, fmt, tokenizer=plan.tokenizer, overwrite=True)
             reloaded = load_teacher(folder, require_mlm_head=False).model
         except CheckpointError as e:
-            raise ExportError(f"{folder}: {e}") from None
+            raise ExportError(str(e) if str(e).startswith(folder) else f"{folder}: {e}") from None
         got = keras_outputs(reloaded, plan.batch.token_ids, plan.batch.padding_mask)
-        note = {}
+        reference, note = plan.reference, {}
         if fmt == "hf" and model.mlm_head is not None:
             # transformers' BertForMaskedLM has no pooler: the (frozen, never trained) pooler is not written.
             got.pop("pooled")
             note = {"pooled": "not stored (BertForMaskedLM has no pooler)"}
-        return {fmt: {**verify.compare(plan.reference, got, plan.batch.padding_mask, plan.batch.mask_rows,
+        if fmt == "sentence_transformers":
+            if model.mlm_head is not None:
+                note = {"logits": "not stored (a sentence encoder is a head-less BertModel)"}
+            reference = {**reference, "embedding": keras_embeddings(model, plan.batch.token_ids,
+                                                                    plan.batch.padding_mask)}
+            got["embedding"] = keras_embeddings(reloaded, plan.batch.token_ids, plan.batch.padding_mask)
+        return {fmt: {**verify.compare(reference, got, plan.batch.padding_mask, plan.batch.mask_rows,
                                        plan.batch.mask_cols), **note}}
 
     return write
@@ -143,4 +175,5 @@ WRITERS = {
     "tflite": write_tflite,
     "keras_hub": write_checkpoint("keras_hub"),
     "hf": write_checkpoint("hf"),
+    "sentence_transformers": write_checkpoint("sentence_transformers"),
 }

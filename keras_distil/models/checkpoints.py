@@ -7,9 +7,10 @@ Public API:
   ``model.safetensors.index.json``), a KerasHub preset folder or a ``.keras`` file into a
   :class:`~keras_distil.models.bert.BertMLM` plus its tokenizer settings (:class:`LoadedCheckpoint`).
   Hidden states and MLM logits match transformers on the same folder to ~1e-5 (tests/fixtures).
-* :func:`save_student` writes ``format="hf"`` (what ``AutoModelForMaskedLM.from_pretrained`` loads) or
-  ``format="keras_hub"`` (what ``keras_hub.models.BertMaskedLM.from_preset`` loads); both are written to a
-  temporary folder, read back and compared before they are renamed into place.
+* :func:`save_student` writes ``format="hf"`` (what ``AutoModelForMaskedLM.from_pretrained`` loads),
+  ``format="keras_hub"`` (what ``keras_hub.models.BertMaskedLM.from_preset`` loads) or
+  ``format="sentence_transformers"`` (what ``sentence_transformers.SentenceTransformer`` loads); all are
+  written to a temporary folder, read back and compared before they are renamed into place.
 * :func:`convert_checkpoint`, :func:`add_convert_parser`, :func:`run_convert`: ``keras-distil convert``.
 
 Design decisions:
@@ -30,17 +31,20 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 
 from keras_distil.config import DistillConfig
 from keras_distil.models.bert import BertMLM
 from keras_distil.models.checkpoint_io import CheckpointError
-from keras_distil.models.hf_folder import read_hf_folder, write_hf_folder
+from keras_distil.models.hf_folder import WRITE_TOLERANCE, read_hf_folder, write_hf_folder
 from keras_distil.models.keras_hub_preset import (
     from_keras_hub_model,
     is_keras_hub_preset,
     read_keras_hub_preset,
     write_keras_hub_preset,
 )
+from keras_distil.models.parity import reference_inputs
+from keras_distil.models.pooling import PoolingError, pool_hidden_states, read_sentence_pooling
 from keras_distil.models.tokenizer_settings import TokenizerSettings, read_tokenizer_settings
 
 __all__ = [
@@ -56,7 +60,7 @@ __all__ = [
     "save_student",
 ]
 
-FORMATS = ("hf", "keras_hub")
+FORMATS = ("hf", "keras_hub", "sentence_transformers")
 
 
 @dataclasses.dataclass
@@ -127,6 +131,9 @@ def load_teacher(path: str, require_mlm_head: bool | None = None,
     The MLM head is required unless ``require_mlm_head=False`` or a ``distill`` config whose soft-target,
     MLM and logit-MSE weights are all 0 says the teacher's logits are never used; a head-less checkpoint
     then raises :class:`CheckpointError` saying so.
+
+    A folder with sentence-transformers files (``modules.json``, ``1_Pooling/``, ``2_Normalize``) gives a
+    model whose ``pooling`` says how its sentence embedding is made (``.keras`` files carry it in their config).
     """
     path = os.fspath(path)
     need_head = _needs_head(require_mlm_head, distill)
@@ -140,6 +147,11 @@ def load_teacher(path: str, require_mlm_head: bool | None = None,
         if need_head and model.mlm_head is None:
             raise CheckpointError(f"{path}: this model has no MLM head; set distill.alpha_ce, alpha_mlm and "
                                   "alpha_mse to 0 to use it for the hidden-state loss only")
+    if fmt != "keras":
+        try:
+            model.pooling = read_sentence_pooling(path)
+        except PoolingError as e:
+            raise CheckpointError(str(e)) from None
     return LoadedCheckpoint(model, tokenizer, model_type, path, fmt)
 
 
@@ -156,16 +168,44 @@ def _tokenizer_of(tokenizer) -> TokenizerSettings | None:
     raise TypeError(f"tokenizer: expected TokenizerSettings, LoadedCheckpoint, a folder or None, got {tokenizer!r}")
 
 
+NO_POOLING_FIX = ("set model.pooling = keras_distil.models.pooling.SentencePooling(mode, normalize) before "
+                  "saving, or distil with a sentence-transformers teacher or a sentence term "
+                  "(distill.alpha_sentence_cos / alpha_sentence_mse)")
+
+
 def save_student(student: BertMLM, folder: str, format: str = "hf", *, tokenizer=None, model_type: str = "bert",
                  keras_hub_classes: str = "exact", overwrite: bool = False) -> dict[str, float]:
     """Write ``student`` to ``folder`` and prove it reloads; returns the measured max abs differences.
 
-    ``format="hf"``: config.json, model.safetensors, vocab.txt and tokenizer_config.json for
-    ``transformers.AutoModelForMaskedLM`` (``AutoModel`` for a head-less model).
-    ``format="keras_hub"``: a KerasHub preset (see :mod:`keras_distil.models.keras_hub_preset`).
-    ``tokenizer``: TokenizerSettings, a LoadedCheckpoint, a folder holding vocab.txt, or None (no tokenizer
-    files written). ``model_type``: "bert" (default: the student is a BERT), "distilbert", or "same"
-    (the family recorded in ``student.model_config.model_type``).
+    Formats:
+
+    * ``"hf"``: config.json, model.safetensors, vocab.txt and tokenizer_config.json for
+      ``transformers.AutoModelForMaskedLM`` (``AutoModel`` for a head-less model); plus the
+      sentence-transformers files when ``student.pooling`` is set.
+    * ``"keras_hub"``: a KerasHub preset (see :mod:`keras_distil.models.keras_hub_preset`).
+    * ``"sentence_transformers"``: a Hugging Face ``BertModel`` folder (head-less even when the student has
+      an MLM head; BERT's pooler kept) with ``modules.json``, ``1_Pooling/config.json``, ``2_Normalize/``
+      (when ``student.pooling.normalize``) and ``sentence_bert_config.json``, for
+      ``sentence_transformers.SentenceTransformer(folder)``. Needs ``student.pooling`` and a tokenizer;
+      besides the hidden states, the folder read back with :func:`load_teacher` must give the same
+      sentence embeddings (``sentence_embedding`` in the result, max abs diff <= 1e-5).
+
+    Args:
+      student: the model to write.
+      folder: the destination folder (written to a temporary sibling, renamed into place when verified).
+      format: one of :data:`FORMATS`.
+      tokenizer: TokenizerSettings, a LoadedCheckpoint, a folder holding vocab.txt, or None (no tokenizer
+        files written; refused for ``"sentence_transformers"``).
+      model_type: "bert" (default: the student is a BERT), "distilbert", or "same" (the family recorded in
+        ``student.model_config.model_type``). Sentence-transformers folders are written as BERT only.
+      keras_hub_classes: "exact" or "stock" (``"keras_hub"`` only).
+      overwrite: replace an existing non-empty ``folder``.
+
+    Example:
+    >>> from keras_distil.models.pooling import SentencePooling
+    >>> student.pooling = SentencePooling("mean", normalize=True)  # doctest: +SKIP
+    >>> save_student(student, "out/st", "sentence_transformers", tokenizer=teacher)  # doctest: +SKIP
+    >>> SentenceTransformer("out/st").encode(["The cat sat."])  # doctest: +SKIP
     """
     if format not in FORMATS:
         raise CheckpointError(f"format={format!r}: accepted {', '.join(FORMATS)}")
@@ -176,7 +216,50 @@ def save_student(student: BertMLM, folder: str, format: str = "hf", *, tokenizer
     settings = _tokenizer_of(tokenizer)
     if format == "hf":
         return write_hf_folder(student, folder, settings, model_type, overwrite=overwrite)
+    if format == "sentence_transformers":
+        _check_sentence_encoder(student, folder, settings, model_type)
+        return write_hf_folder(student, folder, settings, "bert", overwrite=overwrite, drop_head=True,
+                               check=_sentence_embedding_check(student))
     return write_keras_hub_preset(student, folder, settings, model_type, keras_hub_classes, overwrite=overwrite)
+
+
+def _check_sentence_encoder(student: BertMLM, folder: str, settings: TokenizerSettings | None,
+                            model_type: str) -> None:
+    """Refuse, before writing, a sentence-transformers folder that could not be loaded or would be wrong."""
+    if student.pooling is None:
+        raise CheckpointError(f"{folder}: the model has no sentence pooling (model.pooling is None), so there is "
+                              f"no sentence embedding to write; {NO_POOLING_FIX}")
+    if settings is None:
+        raise CheckpointError(f"{folder}: a sentence-transformers folder needs the tokenizer; pass tokenizer= "
+                              "(TokenizerSettings, the teacher's LoadedCheckpoint or a folder with vocab.txt)")
+    if model_type != "bert":
+        raise CheckpointError(f"{folder}: sentence-transformers folders are written as BERT (BertModel); "
+                              f"model_type={model_type!r} is not supported here (use model_type='bert')")
+
+
+def _sentence_embedding_check(student: BertMLM):
+    """A ``write_hf_folder`` check: the staged folder, read with :func:`load_teacher`, gives the student's
+    pooling and its sentence embeddings (max abs difference <= the write tolerance)."""
+    def check(staged: str) -> dict[str, float]:
+        reloaded = load_teacher(staged, require_mlm_head=False).model
+        want, got = student.pooling, reloaded.pooling
+        if got is None or (got.mode, got.normalize) != (want.mode, want.normalize):
+            raise CheckpointError(f"{staged}: the sentence-transformers files read back as pooling {got}, "
+                                  f"expected {want}")
+        cfg = student.model_config
+        inputs = reference_inputs(cfg.vocab_size, cfg.max_position_embeddings)
+        feed = {k: inputs[k] for k in ("token_ids", "padding_mask")}
+        ours = pool_hidden_states(student(feed, training=False, return_logits=False)["hidden"],
+                                  feed["padding_mask"], want)
+        theirs = pool_hidden_states(reloaded(feed, training=False, return_logits=False)["hidden"],
+                                    feed["padding_mask"], got)
+        diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
+        if not diff <= WRITE_TOLERANCE:
+            raise CheckpointError(f"{staged}: the written folder's sentence embeddings differ from the model's "
+                                  f"(max abs difference {diff:.3g})")
+        return {"sentence_embedding": diff}
+
+    return check
 
 
 def convert_checkpoint(src: str, dst: str, to: str, *, model_type: str = "same", keras_hub_classes: str = "exact",
@@ -192,9 +275,10 @@ def convert_checkpoint(src: str, dst: str, to: str, *, model_type: str = "same",
 
 
 def add_convert_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``convert SRC DST --to hf|keras_hub`` on an argparse ``subparsers`` object."""
+    """Register ``convert SRC DST --to hf|keras_hub|sentence_transformers`` on an argparse ``subparsers``."""
     parser = subparsers.add_parser(
-        "convert", help="convert a checkpoint between Hugging Face and KerasHub formats (verified after writing)",
+        "convert", help="convert a checkpoint between Hugging Face, KerasHub and sentence-transformers formats "
+                        "(verified after writing)",
         description="Read SRC (a Hugging Face folder, a KerasHub preset or a .keras file) and write DST.")
     parser.add_argument("src", help="source checkpoint folder or .keras file")
     parser.add_argument("dst", help="destination folder (written atomically)")

@@ -2,7 +2,8 @@
 
 Reading builds a :class:`BertMLM` whose hidden states and MLM logits match transformers' on the same
 folder (to ~1e-6 in float32; see tests/test_checkpoints_hf.py). Writing produces what
-``BertForMaskedLM.save_pretrained`` (or ``DistilBertForMaskedLM``'s) would: HF tensor names, Linear
+``BertForMaskedLM.save_pretrained`` (or ``DistilBertForMaskedLM``'s, or ``BertModel``'s for a head-less
+model or with ``drop_head=True``) would: HF tensor names, Linear
 weights [out, in], the decoder left to ``tie_word_embeddings`` (as save_pretrained does), then the
 folder is read back and compared before it is renamed into place.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from keras_distil.models.hf_mapping import (
     tensor_specs,
 )
 from keras_distil.models.parity import compare_outputs, reference_inputs
+from keras_distil.models.pooling import write_sentence_transformers_files
 from keras_distil.models.tokenizer_settings import (
     TokenizerSettings,
     read_tokenizer_settings,
@@ -151,10 +154,24 @@ def read_hf_folder(folder: str, require_mlm_head: bool = False) -> tuple[BertMLM
     return model, tokenizer, model_type
 
 
-def hf_tensors(model: BertMLM, model_type: str) -> dict[str, np.ndarray]:
-    """The model's weights under Hugging Face names and layouts (decoder weight left to tying)."""
+def hf_tensors(model: BertMLM, model_type: str, drop_head: bool = False) -> dict[str, np.ndarray]:
+    """The model's weights under Hugging Face names and layouts (decoder weight left to tying).
+
+    Args:
+      model: the model to write.
+      model_type: "bert" or "distilbert" (the tensor names).
+      drop_head: leave out the MLM head even when the model has one and keep BERT's pooler, as
+        ``BertModel`` stores them (what ``AutoModel`` and sentence-transformers load). Without it, a model
+        with a head is laid out as ``BertForMaskedLM`` (head, no pooler, names under ``bert.``).
+        A head-less BERT is written with ``BertModel.save_pretrained``'s names: no ``bert.`` prefix.
+
+    Example:
+    >>> tensors = hf_tensors(student, "bert", drop_head=True)  # doctest: +SKIP
+    >>> "pooler.dense.weight" in tensors, "cls.predictions.bias" in tensors  # doctest: +SKIP
+    (True, False)
+    """
     cfg = model.model_config
-    has_head = model.mlm_head is not None
+    has_head = model.mlm_head is not None and not drop_head
     values = {v.path: np.asarray(v) for v in model.weights}
     if model_type == "distilbert":
         segments = values["segment_embedding/embeddings"]
@@ -166,20 +183,39 @@ def hf_tensors(model: BertMLM, model_type: str) -> dict[str, np.ndarray]:
     for spec in tensor_specs(model_type, cfg.num_layers):
         if (spec.part == "head" and not has_head) or (spec.part == "pooler" and has_head):
             continue  # BertForMaskedLM has no pooler; BertModel has no head
-        out[hf_name_for_writing(spec.hf_name, model_type)] = spec.to_hf(values[spec.keras_path])
+        # BertModel.save_pretrained writes its own names, unprefixed; the reader accepts both spellings.
+        bert_model = model_type == "bert" and not has_head
+        name = spec.hf_name if bert_model else hf_name_for_writing(spec.hf_name, model_type)
+        out[name] = spec.to_hf(values[spec.keras_path])
     return out
 
 
 def write_hf_folder(model: BertMLM, folder: str, tokenizer: TokenizerSettings | None, model_type: str = "bert",
-                    overwrite: bool = False) -> dict[str, float]:
+                    overwrite: bool = False, *, drop_head: bool = False,
+                    check: Callable[[str], dict[str, float]] | None = None) -> dict[str, float]:
     """Write ``model`` as a transformers folder, read it back, compare, then rename it into place.
 
     Returns the measured max abs differences (hidden states and logits) of the folder read back.
+
+    Args:
+      model: the model to write; its ``pooling``, when set, is written as sentence-transformers files.
+      folder: the destination (written to a temporary sibling first).
+      tokenizer: vocabulary and case settings to write (vocab.txt, tokenizer_config.json), or None.
+      model_type: "bert" or "distilbert".
+      overwrite: replace an existing non-empty ``folder``.
+      drop_head: write a head-less ``BertModel`` (architectures ``BertModel``, no MLM head tensors,
+        the pooler kept) even when the model has an MLM head (see :func:`hf_tensors`).
+      check: called with the staged folder after the built-in comparison and before the rename; it
+        returns more figures (merged into the result) or raises :class:`CheckpointError` to refuse it.
+
+    Example:
+    >>> write_hf_folder(student, "out/encoder", settings, drop_head=True)  # doctest: +SKIP
+    {'hidden_0': 0.0, 'hidden_1': 0.0, 'hidden_2': 0.0}
     """
     cfg = model.model_config
     if model_type not in ("bert", "distilbert"):
         raise CheckpointError(f"model_type={model_type!r}: accepted 'bert' or 'distilbert'")
-    config = hf_config_from_model_config(cfg, model_type, model.mlm_head is not None)
+    config = hf_config_from_model_config(cfg, model_type, model.mlm_head is not None and not drop_head)
     if tokenizer is not None and len(tokenizer.vocab) > cfg.vocab_size:
         raise CheckpointError(f"the vocabulary has {len(tokenizer.vocab)} tokens but the model's embedding matrix "
                               f"has {cfg.vocab_size} rows")
@@ -187,9 +223,11 @@ def write_hf_folder(model: BertMLM, folder: str, tokenizer: TokenizerSettings | 
         with open(os.path.join(tmp, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
-        write_safetensors(hf_tensors(model, model_type), os.path.join(tmp, "model.safetensors"))
+        write_safetensors(hf_tensors(model, model_type, drop_head), os.path.join(tmp, "model.safetensors"))
         if tokenizer is not None:
             write_tokenizer_files(tokenizer, tmp, cfg.max_position_embeddings)
+        if model.pooling is not None:
+            write_sentence_transformers_files(tmp, model.pooling, cfg.hidden_size, cfg.max_position_embeddings)
         reread, _, _ = read_hf_folder(tmp)
         segments = cfg.type_vocab_size if model_type == "bert" else 1
         diffs = compare_outputs(model, reread, reference_inputs(cfg.vocab_size, cfg.max_position_embeddings, segments))
@@ -197,4 +235,6 @@ def write_hf_folder(model: BertMLM, folder: str, tokenizer: TokenizerSettings | 
         if not worst <= WRITE_TOLERANCE:
             raise CheckpointError(f"{folder}: the written checkpoint does not reproduce the model "
                                   f"(max abs difference {worst:.3g}: {diffs})")
+        if check is not None:
+            diffs.update(check(tmp))
     return diffs

@@ -83,7 +83,9 @@ def pool_hidden_states(hidden, padding_mask, pooling: SentencePooling):
 
     A row without real tokens gives zeros for ``mean`` and ``max`` (no NaN)."""
     hidden = tf.cast(hidden, tf.float32)
-    mask = tf.cast(padding_mask, tf.float32)[..., None]
+    # expand_dims, not [..., None]: a StridedSlice with new_axis_mask has no TFLite builtin kernel, and the
+    # exported embed signatures (SavedModel and TFLite) run this very function.
+    mask = tf.expand_dims(tf.cast(padding_mask, tf.float32), -1)
     if pooling.mode == "cls":
         pooled = hidden[:, 0]
     elif pooling.mode == "max":
