@@ -92,3 +92,23 @@ def export_student(export_run):
     from test_export_helpers import load_student
 
     return load_student(export_run)
+
+
+# ---------------------------------------------------------------- a teacher that knows its data
+
+
+@pytest.fixture(scope="session")
+def confident_teacher():
+    """``build(model_config=TINY_MODEL, with_mlm_head=True, pooling=None)`` -> a trained tiny teacher (weights
+    trained once per session; build it inside ``strategy.scope()`` when needed). Asserts here that its soft
+    targets are far from uniform (tests/helpers/confident_teacher.py gives the measured term magnitudes)."""
+    from helpers.confident_teacher import confidence, pattern_batch
+    from helpers.confident_teacher import confident_teacher as build_teacher
+
+    def build(model_config=None, with_mlm_head=True, pooling=None, name="teacher"):
+        return build_teacher(dict(model_config or TINY_MODEL), with_mlm_head, pooling, name)
+
+    measured = confidence(build(), pattern_batch(seed=0))
+    assert measured["kl_to_uniform"] > 3.0, measured  # of log(120) = 4.79 nats
+    assert measured["top1_accuracy"] > 0.95 and measured["top1_margin"] > 0.5, measured
+    return build

@@ -1,0 +1,1 @@
+"""Shared test helpers (no tests here): builders of models and batches the test modules import."""
