@@ -224,6 +224,21 @@ class DistillConfig(Section):
 
 
 @dataclasses.dataclass
+class StudentConfig(Section):
+    """The student's own knobs where they may differ from the teacher's (its shape follows the teacher's
+    width and ``distill.student_layers``)."""
+
+    _name = "student"
+    # Dropout on the student's hidden states and attention probabilities while it trains, 0..1; null: the
+    # teacher's (its config.json). A short distillation converges faster without it (docs/decisions.md).
+    dropout: float | None = None
+
+    def validate(self, prefix: str) -> None:
+        if self.dropout is not None:
+            _require(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", "null or a number in [0, 1)", self.dropout)
+
+
+@dataclasses.dataclass
 class DataConfig(Section):
     """Text in, dynamically masked batches out (the data issue owns the details)."""
 
@@ -361,6 +376,7 @@ class RecipeConfig(Section):
     tpu: str | None = None  # for train.strategy tpu|auto: local, a TPU name, or grpc://HOST:PORT
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 

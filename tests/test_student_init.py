@@ -65,3 +65,21 @@ def test_run_folder_from_before_a_knob_existed_still_resumes(tmp_path):
         json.dump({**old, "distill": {**old["distill"], "retired_knob": 1}}, f)
     with pytest.raises(ConfigError, match="different distill"):
         prepare_folder(recipe, "distill", is_chief=True)
+
+
+def test_student_dropout_is_its_own_knob_and_keeps_the_copied_weights():
+    keras.utils.set_random_seed(0)
+    teacher = BertMLM(dict(TINY_MODEL, dropout=0.1))
+    copied = build_student(teacher, [0, 3])
+    quiet = build_student(teacher, [0, 3], dropout=0.0)
+    assert copied.model_config.dropout == 0.1 and quiet.model_config.dropout == 0.0
+    assert [v.path for v in copied.weights] == [v.path for v in quiet.weights]
+    for a, b in zip(copied.weights, quiet.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    inputs = {"token_ids": np.arange(1, 17).reshape(2, 8), "padding_mask": np.ones((2, 8), "int32")}
+    # Without dropout a training-mode forward is the inference forward; with it, it is not.
+    np.testing.assert_allclose(quiet(inputs, training=True)["hidden"], quiet(inputs)["hidden"], atol=1e-6)
+    assert np.abs(copied(inputs, training=True)["hidden"] - copied(inputs)["hidden"]).max() > 1e-3
+    assert RecipeConfig.from_dict({"student": {"dropout": 0}}).student.dropout == 0.0
+    with pytest.raises(ConfigError, match=r"student.dropout: got 1.5; accepted: null or a number in \[0, 1\)"):
+        RecipeConfig.from_dict({"student": {"dropout": 1.5}})

@@ -52,7 +52,8 @@ def _copy(dst_layer, src_layer) -> None:
 STUDENT_INITS = get_args(get_type_hints(DistillConfig)["student_init"])  # ("teacher", "random")
 
 
-def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: int | None = None) -> BertMLM:
+def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: int | None = None,
+                  dropout: float | None = None) -> BertMLM:
     """A student of the teacher's width, ``len(layers)`` blocks deep, with the teacher's head presence.
 
     ``layers``: teacher layer indices, in order (default: :func:`default_student_layers`, half the depth).
@@ -61,6 +62,7 @@ def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: in
     ``seed``: with ``"random"``, reseed Keras' global RNG first (``keras.utils.set_random_seed``), so the
     weights depend on the seed and the shape alone, not on how many draws loading the teacher consumed;
     None: draw from the global RNG as it stands.
+    ``dropout``: the student's dropout rate while training (None: the teacher's).
     """
     if init not in STUDENT_INITS:
         raise ConfigError(f"distill.student_init: got {init!r}; accepted: {' | '.join(map(repr, STUDENT_INITS))}")
@@ -68,8 +70,11 @@ def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: in
     layers = default_student_layers(n) if layers is None else check_student_layers(layers, n)
     if init == "random" and seed is not None:
         keras.utils.set_random_seed(seed)
+    config = student_config(teacher.model_config, len(layers))
+    if dropout is not None:
+        config = config.replace(dropout=dropout)
     student = BertMLM(
-        student_config(teacher.model_config, len(layers)),
+        config,
         with_mlm_head=teacher.with_mlm_head,
         pooling=teacher.pooling,
         dtype=teacher.dtype_policy,

@@ -202,7 +202,7 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
         student = build_student(loaded.model, recipe.distill.student_layers, recipe.distill.student_init,
-                                seed=recipe.train.seed)
+                                seed=recipe.train.seed, dropout=recipe.student.dropout)
         distiller = Distiller(loaded.model, student, recipe.distill)
         if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
