@@ -10,8 +10,12 @@ import numpy as np
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def write_corpus(folder, vocab_size=120, lines=240, seed=0) -> dict:
-    """vocab.txt, two text files of sentences over the vocabulary, and a recipe for a tiny quick run."""
+def write_corpus(folder, vocab_size=120, lines=240, seed=0, pattern=False) -> dict:
+    """vocab.txt (word ``w<i>`` has id ``5 + i``) and two text files of sentences over the vocabulary.
+
+    ``pattern``: every line repeats a motif of one or two Zipf-drawn words (``a a a ...`` or ``a b a b ...``),
+    the rows the confident teacher was trained on (tests/helpers/confident_teacher.py), so that its soft
+    targets on this text are far from uniform; else words drawn independently."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(vocab_size - len(SPECIALS))]
@@ -26,7 +30,13 @@ def write_corpus(folder, vocab_size=120, lines=240, seed=0) -> dict:
         path = os.path.join(folder, f"part{part}.txt")
         with open(path, "w", encoding="utf-8") as f:
             for _ in range(lines // 2):
-                f.write(" ".join(rng.choice(words, rng.integers(8, 30), p=p)) + "\n")
+                n = rng.integers(8, 30)
+                if pattern:
+                    motif = rng.choice(words, rng.integers(1, 3), p=p)
+                    line = [motif[i % len(motif)] for i in range(n)]
+                else:
+                    line = rng.choice(words, n, p=p)
+                f.write(" ".join(line) + "\n")
         texts.append(path)
     return {"vocab": vocab, "texts": texts}
 

@@ -11,9 +11,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_batch
+from helpers.confident_teacher import pattern_batch
 from test_runtime_corpus import tiny_recipe, write_corpus, write_recipe
-from test_runtime_support import build_distiller, global_batches, max_diff, slices_dataset_fn, weights
+from test_runtime_support import (
+    build_distiller,
+    global_batches,
+    max_diff,
+    read_events,
+    save_confident_teacher,
+    slices_dataset_fn,
+    weights,
+)
 
 from keras_distil import TrainConfig
 from keras_distil.cli import main
@@ -30,18 +38,22 @@ def _latest_step(checkpoints: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
-def test_sigkill_then_same_command_equals_uninterrupted_run(tmp_path):
-    corpus = write_corpus(tmp_path / "corpus")
+def test_sigkill_then_same_command_equals_uninterrupted_run(tmp_path, confident_teacher):
+    write_corpus(tmp_path / "corpus", pattern=True)
     recipe = write_recipe(tmp_path / "recipe.json", tiny_recipe(steps=40, checkpoint_every=5))
     data = ["--train-data", str(tmp_path / "corpus" / "part*.txt"), "--quiet"]
-    # The teacher comes from `pretrain` (a KerasHub preset with its vocabulary); dropout 0.1 is inherited
-    # by the student, so the dropout seed states must be restored too.
-    assert main(["pretrain", "--recipe", recipe, "--vocab", corpus["vocab"], "--steps", "5",
-                 "--out", str(tmp_path / "teacher")] + data) == 0
-    teacher = tmp_path / "teacher" / "student" / "keras_hub"
-    args = ["distill", "--recipe", recipe, "--teacher", str(teacher)] + data
+    # The teacher: the session's confident one (its soft targets on this repeated-motif text are far from
+    # uniform), as a KerasHub preset with the corpus' vocabulary. Its config's dropout 0.1 is inherited by the
+    # student, so the dropout seed states must be restored too.
+    teacher = save_confident_teacher(tmp_path / "teacher", tmp_path / "corpus", dropout=0.1)
+    args = ["distill", "--recipe", recipe, "--teacher", teacher] + data
 
     assert main(args + ["--out", str(tmp_path / "straight")]) == 0
+    # Every term of the resumed objective carries weight (an untrained teacher's soft targets gave ~1e-6).
+    events = read_events(tmp_path / "straight" / "logs")
+    first = {term: float(events[f"loss/{term}"][0][1]) for term in ("ce", "mlm", "cos")}
+    print(f"first logged terms of the straight run: {first}")
+    assert min(first.values()) > 0.05, first
 
     killed = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
@@ -73,8 +85,8 @@ def test_sigkill_then_same_command_equals_uninterrupted_run(tmp_path):
     assert diff <= 1e-6
 
 
-def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
-    batches = global_batches(make_batch, 6, 8, seed=1)
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, confident_teacher):
+    batches = global_batches(pattern_batch, 6, 8, seed=1)
     batches[4]["mask_weights"] = batches[4]["mask_weights"] * np.nan  # the 5th step's loss is NaN
     strategy = tf.distribute.get_strategy()
     train = TrainConfig(learning_rate=1e-3, warmup_prop=0.0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import TINY_MODEL, make_batch, real_teacher_path
+from helpers.step_reference import two_cpu_replicas
 
 from keras_distil import BertMLM, ConfigError, Distiller, student_from_teacher
 from keras_distil.config import DistillConfig
@@ -201,7 +202,7 @@ def test_two_replicas_equal_one_device_for_the_sentence_terms():
     Uneven padding across the halves (and an empty row) makes the global sequence count matter."""
     batch = clean_batch(seed=5)
     single, single_h = _sgd_step(tf.distribute.get_strategy(), batch)
-    mirrored, mirrored_h = _sgd_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), batch)
+    mirrored, mirrored_h = _sgd_step(two_cpu_replicas(), batch)
     assert max(float(np.abs(d).max()) for d in single) > 1e-4  # the step moved the weights
     for a, b in zip(single, mirrored):
         np.testing.assert_allclose(b, a, atol=1e-6, rtol=1e-4)

@@ -69,27 +69,30 @@ def clean(batch: dict) -> dict:
     return {"token_ids": ids, "padding_mask": batch["padding_mask"].copy()}
 
 
-@functools.lru_cache(maxsize=None)
-def _trained_weights(model_items: tuple, with_mlm_head: bool) -> tuple:
-    """Train once per model shape per session; the weights as numpy arrays."""
+@functools.cache
+def _trained_weights(model_items: tuple) -> tuple:
+    """Train once per model shape per session, always in float32 (whatever policy a test has set); the
+    weights as numpy arrays, the MLM head's included."""
+    import tensorflow as tf
+
     from keras_distil.distiller import Pretrainer
     from keras_distil.models.bert import BertMLM
 
     config = dict(model_items)
-    keras.utils.set_random_seed(TRAIN_SEED)
-    model = BertMLM(config, with_mlm_head=True)
-    trainer = Pretrainer(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
-    batches = [pattern_batch(batch_size=32, seq_len=16, vocab_size=config["vocab_size"], seed=1000 + i)
-               for i in range(TRAIN_STEPS)]
-    import tensorflow as tf
-
-    data = tf.data.Dataset.from_tensor_slices({k: np.stack([b[k] for b in batches]) for k in batches[0]})
-    trainer.fit(data, epochs=1, verbose=0)
-    weights = {v.path: v.numpy() for v in model.weights}
-    if not with_mlm_head:
-        weights = {k: v for k, v in weights.items() if not k.startswith("mlm_head")}
-    return tuple(weights.items())
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        keras.utils.set_random_seed(TRAIN_SEED)
+        model = BertMLM(config, with_mlm_head=True)
+        trainer = Pretrainer(model)
+        trainer.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+        batches = [pattern_batch(batch_size=32, seq_len=16, vocab_size=config["vocab_size"], seed=1000 + i)
+                   for i in range(TRAIN_STEPS)]
+        data = tf.data.Dataset.from_tensor_slices({k: np.stack([b[k] for b in batches]) for k in batches[0]})
+        trainer.fit(data, epochs=1, verbose=0)
+        return tuple((v.path, v.numpy()) for v in model.weights)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
 
 
 def confident_teacher(model_config: dict, with_mlm_head: bool = True, pooling=None, name="teacher"):
@@ -97,7 +100,7 @@ def confident_teacher(model_config: dict, with_mlm_head: bool = True, pooling=No
     ``strategy.scope()`` if the test needs one). ``pooling``: a SentencePooling for the sentence terms."""
     from keras_distil.models.bert import BertMLM
 
-    weights = dict(_trained_weights(tuple(sorted(model_config.items())), with_mlm_head))
+    weights = dict(_trained_weights(tuple(sorted(model_config.items()))))
     model = BertMLM(model_config, with_mlm_head=with_mlm_head, pooling=pooling, name=name)
     for variable in model.weights:
         variable.assign(weights[variable.path])
