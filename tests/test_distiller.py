@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, make_batch
 from helpers import step_reference as ref
 from helpers.confident_teacher import pattern_batch
 
@@ -145,3 +145,21 @@ def test_encoder_only_teacher_trains_with_cosine_and_hidden_mse(confident_teache
     assert all(np.isfinite(v) for values in history.values() for v in values)
     assert history["hidden_mse"][-1] < 0.8 * history["hidden_mse"][0] and history["loss"][-1] < history["loss"][0]
     assert _max_diff(before, _weights(teacher)) == 0.0
+
+
+def test_the_teacher_runs_in_inference_mode_even_with_dropout():
+    """(make mutants D08) The soft targets and hidden states the student is trained
+    on are the teacher's inference outputs, so a teacher with dropout gives the same targets every step."""
+    tf.keras.utils.set_random_seed(3)
+    teacher = BertMLM(dict(TINY_MODEL, dropout=0.3))
+    distiller = Distiller(teacher, student_from_teacher(teacher),
+                          {"alpha_ce": 1.0, "alpha_mlm": 1.0, "alpha_cos": 1.0, "ce_positions": "masked"})
+    batch = make_batch(seed=2)
+    inputs = distiller._model_inputs(batch)
+    want = teacher(inputs, training=False)
+    for _ in range(2):
+        got = distiller.teacher_outputs(inputs)
+        for key in ("logits", "hidden"):
+            np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
+    # The same teacher in training mode does differ here: the check above could fail.
+    assert np.abs(teacher(inputs, training=True)["hidden"].numpy() - want["hidden"].numpy()).max() > 1e-2

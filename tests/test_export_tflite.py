@@ -4,6 +4,7 @@ One export of fp32 + fp16 + dynamic is shared by the tests; each file is run her
 and compared with the Keras model on inputs the export's own check never saw.
 """
 
+import json
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ from test_export_helpers import (
     tokenize_reference,
 )
 
-from keras_distil.export import ExportError, export
+from keras_distil.export import ExportError, export, verify
 from keras_distil.export.tflite import LiteModel
 
 MAX_LEN = 32
@@ -95,19 +96,50 @@ def test_text_model_tokenizes_as_training(lite, export_student, name, tol):
     np.testing.assert_allclose(_real(got["hidden"], mask), _real(want["hidden"], mask), atol=tol * 10)
 
 
+# Full-integer int8 of the export tests' student (2 layers, width 32) cannot be held to the product gate
+# (verify.MIN_TOP1 = 0.99, i.e. no miss at all among the check's 50 masked positions): 4 of those positions are
+# near-ties of the Keras model (top-1 minus top-2 logit 0.0075, 0.015, 0.036, 0.047, median 5.4) below the
+# int8 logits' resolution (int8 margins there: 0.065 or an exact tie; int8 logits off by up to 0.31), so each
+# is a coin toss decided by rounding. Measured here: 50/50 agree; docs/serving.md records a run with 49/50
+# (its one miss on a margin of 0.036), which the product gate refuses. The gate met whatever the 4 ties do:
+TINY_INT8_MIN_TOP1 = 0.92  # 46 / 50
+
+
+@pytest.fixture(scope="module")
+def int8_export(export_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8")
+    return export(export_run, "tflite", out=str(out), quantize="int8", with_logits=True, min_top1=TINY_INT8_MIN_TOP1)
+
+
 @pytest.mark.slow
-def test_full_integer_int8(export_run, export_student, batch, tmp_path):
-    """Full-integer int8 calibrated on masked corpus sequences. On this 32-wide model it lands near the
-    99 % top-1 gate (98 % measured), so the test accepts it under an explicit 0.9 gate and checks its
-    embeddings itself; the refusal path of a failed gate is tested on the SavedModel."""
-    result = export(export_run, "tflite", out=str(tmp_path), quantize="int8", with_logits=True, min_top1=0.9)
+def test_full_integer_int8_gated_at_092_not_099_because_4_of_50_positions_are_near_ties(
+        int8_export, export_student, batch):
+    """Calibrated on masked corpus sequences; accepted under the explicit lower gate (recorded in the report)
+    and only if every miss is such a near-tie; its embeddings held to the product's cosine gate, checked again
+    here on inputs the export's own check never saw."""
+    result = int8_export
     assert sorted(result.files) == ["export_report.json", "model_int8.tflite"]  # no text variant for int8
     figures = result.checks["model_int8.tflite"]
-    assert figures["top1_agreement"] >= 0.9 and figures["hidden_cosine_mean"] >= 0.99
+    assert figures["top1_positions"] == 50
+    assert figures["top1_agreement"] >= TINY_INT8_MIN_TOP1 and figures["hidden_cosine_mean"] >= verify.MIN_COSINE
+    # A miss where the Keras model was decided (margin above the int8 logit error) would be a real error.
+    assert all(m < figures["logits_max_abs_diff"] for m in figures["top1_miss_margins"]), figures
+    with open(os.path.join(result.path, "export_report.json"), encoding="utf-8") as f:
+        assert json.load(f)["thresholds"]["top1"] == TINY_INT8_MIN_TOP1  # the lowered gate is on record
     ids, mask = batch
     got = LiteModel(os.path.join(result.path, "model_int8.tflite"))(token_ids=ids, padding_mask=mask)
     want = keras_outputs(export_student, ids, mask)
-    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= 0.99
+    assert _cosine(_real(got["hidden"], mask), _real(want["hidden"], mask)).mean() >= verify.MIN_COSINE
+
+
+@pytest.mark.slow
+def test_the_product_gate_refuses_int8_of_the_tiny_student_with_one_near_tie_flipped(int8_export):
+    """This export's figures with one of the 50 near-ties flipped (the 49/50 of docs/serving.md): the default
+    gate (MIN_TOP1 = 0.99) refuses it on top-1 agreement alone; the cosine gate passes."""
+    figures = dict(int8_export.checks["model_int8.tflite"], top1_agreement=49 / 50)
+    problems = verify.failures(figures, "int8")  # the default thresholds: MIN_TOP1, MIN_COSINE
+    assert len(problems) == 1 and problems[0].startswith("masked-token top-1 agreement 98.00% < 99%"), problems
+    assert verify.failures(figures, "int8", min_top1=TINY_INT8_MIN_TOP1) == []
 
 
 def test_int8_calibration_masks_like_training():

@@ -145,3 +145,23 @@ def test_losses_are_float32_under_half_precision_inputs(data):
     assert got.dtype == tf.float32
     want = np_soft_ce(s16.numpy().astype("float32"), t16.numpy().astype("float32"), 2.0, data["mask"])
     assert abs(float(got) - want) <= TOL * max(1, want)
+
+
+def np_cosine_distance(a, b, eps=1e-8):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.maximum(np.linalg.norm(a, axis=-1), eps) * np.maximum(np.linalg.norm(b, axis=-1), eps)
+    return 1.0 - (a * b).sum(-1) / norms
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.1, 1.0, 30.0])
+def test_cosine_distance_does_not_depend_on_the_vectors_scale(scale):
+    """(make mutants L08) The clamp only guards zero vectors; a cosine of vectors of
+    norm 0.1 is still their cosine (mean-pooled or normalised embeddings can be that small)."""
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(2, 3, 5, 8)).astype("float32")
+    a /= np.linalg.norm(a, axis=-1, keepdims=True)
+    b /= np.linalg.norm(b, axis=-1, keepdims=True)
+    got = losses.cosine_distance_per_token(a * scale, b * scale).numpy()
+    np.testing.assert_allclose(got, np_cosine_distance(a, b), atol=1e-5)
+    same = losses.cosine_distance_per_token(a * scale, a * scale * 2).numpy()
+    np.testing.assert_allclose(same, 0.0, atol=1e-5)

@@ -1,18 +1,50 @@
 """The shipped recipes load, validate and say what they claim (the paper's numbers for DistilBERT)."""
 
 import glob
+import json
 import os
 
 import pytest
 
-from keras_distil.config import load_recipe
+from keras_distil.config import RecipeConfig, Section, load_recipe, resolve_masking
 
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RECIPES, "*.json"))), ids=os.path.basename)
 def test_every_recipe_validates(path):
-    load_recipe(path)
+    """Loads, round-trips through to_dict / from_dict unchanged, and every knob of the file is in the config
+    with the file's value (none dropped, renamed or silently replaced by a default)."""
+    recipe = load_recipe(path)
+    as_dict = recipe.to_dict()
+    assert RecipeConfig.from_dict(as_dict) == recipe
+    assert RecipeConfig.from_dict(as_dict).to_dict() == as_dict
+    with open(path, encoding="utf-8") as f:
+        written = json.load(f)
+    assert written, path
+    knobs = 0
+    for key, value in written.items():
+        if isinstance(value, dict):
+            assert isinstance(getattr(recipe, key), Section), key
+            for name, setting in value.items():
+                assert as_dict[key][name] == setting and type(as_dict[key][name]) in _same_kind(setting), \
+                    (f"{key}.{name}", setting, as_dict[key][name])
+                knobs += 1
+        else:
+            assert as_dict[key] == value, (key, value, as_dict[key])
+            knobs += 1
+    assert knobs >= 5, path
+
+
+def _same_kind(value):
+    """The Python types a JSON value may load as: a JSON 1 for a float knob is a float, a list may be a tuple."""
+    if isinstance(value, bool):
+        return (bool,)
+    if isinstance(value, (int, float)):
+        return (int, float)
+    if isinstance(value, list):
+        return (list, tuple)
+    return (type(value),)
 
 
 def test_distilbert_recipe_is_the_papers():
@@ -28,7 +60,13 @@ def test_distilbert_recipe_is_the_papers():
     assert (data.mlm_mask_prop, data.word_mask, data.word_keep, data.word_rand) == (0.15, 0.8, 0.1, 0.1)
 
 
-def test_encoder_only_recipe_uses_hidden_state_losses_alone():
-    d = load_recipe(os.path.join(RECIPES, "encoder-only-sentence-embedding.json")).distill
-    assert d.alpha_ce == d.alpha_mlm == d.alpha_mse == 0
-    assert d.alpha_cos > 0 and d.alpha_hidden_mse > 0
+def test_sentence_embedding_recipe_trains_on_clean_text_with_embedding_terms_alone():
+    r = load_recipe(os.path.join(RECIPES, "sentence-embedding.json"))
+    d = r.distill
+    assert d.alpha_ce == d.alpha_mlm == d.alpha_mse == 0  # an encoder-only teacher has no logits
+    assert d.alpha_sentence_cos > 0 and d.alpha_cos > 0
+    assert resolve_masking(r.data, d) == "none"  # sentence encoders are used on clean text
+    # The first and the last of a 6-layer teacher's layers: the copy closest to it (docs/decisions.md).
+    assert d.student_layers == [0, 3, 5] and r.student.dropout == 0.0
+    # Fits 20 minutes on 2 cores (README: the measured table).
+    assert r.train.steps is not None and r.data.batch_size * r.train.steps <= 64 * 1000
