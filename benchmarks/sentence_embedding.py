@@ -67,7 +67,7 @@ def train(steps: int, out: str, train_file: str, overrides: list[str]) -> dict:
 
 
 def evaluate(student: str | None, heldout: str, args) -> dict:
-    from keras_distil.evaluate import COPIED_NAME, evaluate_checkpoints
+    from keras_distil.evaluation import COPIED_NAME, evaluate_checkpoints
 
     paths = {"teacher": teacher_folder()}
     if student:

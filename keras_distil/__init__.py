@@ -6,6 +6,7 @@ Distillers and students.
 
 from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig
 from keras_distil.distiller import Distiller
+from keras_distil.errors import KerasDistilError
 from keras_distil.models.bert import BertMLM, build_mlm_model
 from keras_distil.models.checkpoints import (
     CheckpointError,
@@ -25,6 +26,7 @@ __all__ = [
     "DataConfig",
     "DistillConfig",
     "Distiller",
+    "KerasDistilError",
     "LoadedCheckpoint",
     "ModelConfig",
     "TrainConfig",

@@ -14,10 +14,11 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+from keras_distil.errors import KerasDistilError
 from keras_distil.io import atomic_write_json
 
 
-class ConfigError(ValueError):
+class ConfigError(KerasDistilError, ValueError):
     """A recipe or a knob is wrong: the message names the key and the accepted values."""
 
 

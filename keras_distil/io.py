@@ -7,7 +7,8 @@ over it; a folder (an export, a checkpoint) is built in a temporary sibling and 
 within one folder is atomic, so a reader sees the old version or the new one, never a half-written one,
 and a crash leaves the old version intact (plus, at worst, a hidden temporary next to it).
 
-This module is the lowest layer of the package: it imports nothing from it.
+This module is the lowest layer of the package: it imports nothing from it but the error base class
+(:mod:`keras_distil.errors`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from keras_distil.errors import KerasDistilError
 
-class DestinationError(OSError):
+
+class DestinationError(KerasDistilError, OSError):
     """A destination cannot be written as asked; the message names it."""
 
 

@@ -33,7 +33,7 @@ VARIANTS = {
 
 
 def parse_settings(argv: list[str] | None):
-    from keras_distil.quickstart.cli import add_quickstart_parser, settings_from_args
+    from keras_distil.cli.quickstart import add_quickstart_parser, settings_from_args
 
     parser = argparse.ArgumentParser(prog="recipes/ablation.py", description=__doc__.split("\n")[0])
     add_quickstart_parser(parser.add_subparsers(dest="command", required=True))

@@ -15,9 +15,9 @@ import pytest
 from conftest import require
 from test_checkpoints_common import TOLERANCE, fixture, parity, reference, reference_feed, tokenizer_reference
 
+from keras_distil.cli.convert import add_convert_parser
 from keras_distil.models.checkpoint_io import SafetensorsFile
 from keras_distil.models.checkpoints import (
-    add_convert_parser,
     convert_checkpoint,
     load_teacher,
     save_student,

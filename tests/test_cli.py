@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from keras_distil.cli import COMMANDS, available_commands, build_parser, main
+from keras_distil.cli.distill import recipe_from_args
 from keras_distil.config import ConfigError, load_recipe
-from keras_distil.training.cli import recipe_from_args
 
 
 def test_top_level_help_lists_the_commands_that_exist(capsys):

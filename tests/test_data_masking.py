@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_distil.data import MaskingSpec, mask_tokens, sampling_probabilities, select_positions
+from keras_distil.data import MaskingSpec, mask_tokens, sampling_probabilities
+from keras_distil.data.masking import select_positions
 
 V = 1000
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4

@@ -18,10 +18,9 @@ from keras_distil.data import (
     TfdsSource,
     WordPieceTokenizer,
     build_training_dataset,
-    check_utf8,
     sequence_dataset,
-    text_documents,
 )
+from keras_distil.data.corpus import check_utf8, text_documents
 
 CONTRACT = {"token_ids": tf.int32, "padding_mask": tf.int32, "segment_ids": tf.int32, "mask_positions": tf.int32,
             "mask_ids": tf.int32, "mask_weights": tf.float32}

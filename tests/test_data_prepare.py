@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 from test_data_common import reference_sequences, write_lines
 
+from keras_distil.cli.prepare import main_prepare
 from keras_distil.data import (
     DataError,
     ShardSource,
     build_training_dataset,
     load_token_counts,
-    main_prepare,
     prepare_corpus,
     sequence_dataset,
 )

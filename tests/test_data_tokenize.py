@@ -9,16 +9,9 @@ import pytest
 import tensorflow as tf
 from test_data_common import SPECIALS, balanced_chunks, docstring_lines, hf_tokenizer, write_lines
 
-from keras_distil.data import (
-    DataError,
-    DataStats,
-    WordPieceTokenizer,
-    decode_utf8,
-    load_vocab,
-    read_tokenizer_config,
-    split_into_sequences,
-    tokenize_to_sequences,
-)
+from keras_distil.data import DataError, DataStats, WordPieceTokenizer, load_vocab
+from keras_distil.data.corpus import decode_utf8
+from keras_distil.data.tokenize import read_tokenizer_config, split_into_sequences, tokenize_to_sequences
 
 TRICKY = [
     "Héllo Wörld! Ça va? naïve café", "İstanbul ß STRASSE ǅ", "中文字符 and 日本語", "tab\there\x00null\u200bzero",

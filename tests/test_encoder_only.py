@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_distil.cli.evaluate import main as evaluate_main
 from keras_distil.config import load_recipe
 from keras_distil.data.tokenize import SPECIAL_TOKENS
-from keras_distil.evaluate import main as evaluate_main
 from keras_distil.models.bert import BertMLM, build_mlm_model
 from keras_distil.models.checkpoints import load_teacher, save_student
 from keras_distil.models.pooling import SentencePooling

@@ -13,16 +13,16 @@ from conftest import make_batch
 from helpers.confident_teacher import pattern_batch
 
 from keras_distil import build_mlm_model
+from keras_distil.cli.evaluate import main
 from keras_distil.config import ConfigError
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer
-from keras_distil.evaluate import (
+from keras_distil.evaluation import (
     COPIED_NAME,
     agreement_sums,
     cosine_sums,
     evaluate_models,
     format_report,
     heldout_batches,
-    main,
     masked_lm_sums,
     unmasked_token_ids,
 )
@@ -272,7 +272,7 @@ def test_registered_in_the_cli(tmp_path, monkeypatch, capsys):
     """The one-line hook the CLI owner adds; a missing checkpoint is a one-line error with status 2."""
     from keras_distil import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "evaluate", ("keras_distil.evaluate", "add_evaluate_parser", "evaluate"))
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", ("keras_distil.cli.evaluate", "add_evaluate_parser", "evaluate"))
     missing = str(tmp_path / "nothing")
     assert cli.main(["evaluate", "--model", missing, "--data", missing]) == 2
     assert f"keras-distil evaluate: error: {missing}: no such file or folder" in capsys.readouterr().err

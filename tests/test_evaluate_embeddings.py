@@ -14,26 +14,24 @@ from conftest import make_batch, real_teacher_path, require
 from scipy.stats import rankdata, spearmanr
 
 from keras_distil import build_mlm_model
+from keras_distil.cli.evaluate import main, parse_copied_layers
 from keras_distil.config import ConfigError
 from keras_distil.data.tokenize import SPECIAL_TOKENS
-from keras_distil.evaluate import (
+from keras_distil.evaluation import (
     COPIED_NAME,
     add_copied_reference,
     average_ranks,
     copied_layers_for,
     evaluate_models,
-    evenly_spaced_layers,
-    main,
     nearest_neighbours,
     neighbour_agreement,
     pairwise_cosines,
-    parse_copied_layers,
     row_cosines,
-    run_student_layers,
     sentence_embeddings,
     similarity_spearman,
     spearman_correlation,
 )
+from keras_distil.evaluation.reference import evenly_spaced_layers, run_student_layers
 from keras_distil.models.pooling import SentencePooling
 from keras_distil.models.student import build_student
 

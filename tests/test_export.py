@@ -20,7 +20,8 @@ from test_export_helpers import (
     tokenize_reference,
 )
 
-from keras_distil.export import ExportError, add_export_parser, export, run_export, verify
+from keras_distil.cli.export import add_export_parser, run_export
+from keras_distil.export import ExportError, export, verify
 from keras_distil.export.text import pack
 
 MAX_LEN = 32  # the run's data.max_len

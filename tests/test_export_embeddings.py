@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 from conftest import real_teacher_path, require
 
+from keras_distil.cli.export import add_export_parser, run_export
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer
-from keras_distil.export import ExportError, add_export_parser, export, run_export
+from keras_distil.export import ExportError, export
 from keras_distil.export.tflite import LiteModel
 from keras_distil.models.bert import build_mlm_model
 from keras_distil.models.checkpoints import CheckpointError, load_teacher, save_student

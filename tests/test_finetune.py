@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_distil import build_mlm_model
+from keras_distil.cli.finetune import main
 from keras_distil.data.base import DataError
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer
 from keras_distil.finetune import (
@@ -18,7 +19,6 @@ from keras_distil.finetune import (
     finetune_classifier,
     load_text_classification,
     load_tfds_classification,
-    main,
     task_distillation_loss,
 )
 
@@ -173,7 +173,7 @@ def test_registered_in_the_cli_errors_are_one_line(tmp_path, task_files, monkeyp
     """The one-line hook the CLI owner adds; a bad file ends in `error: <file>: ...` and exit status 2."""
     from keras_distil import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "finetune", ("keras_distil.finetune", "add_finetune_parser", "finetune"))
+    monkeypatch.setitem(cli.COMMANDS, "finetune", ("keras_distil.cli.finetune", "add_finetune_parser", "finetune"))
     empty = _write(tmp_path / "empty.tsv", "")
     rc = cli.main(["finetune", "--model", "unused", "--train", empty, "--test", str(task_files / "test.csv"),
                    "--out", str(tmp_path / "out")])

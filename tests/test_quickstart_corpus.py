@@ -9,8 +9,9 @@ import unicodedata
 import pytest
 
 from keras_distil.data.base import DataError
-from keras_distil.quickstart import corpus
-from keras_distil.quickstart.corpus import CorpusSettings, gather_corpus, paragraphs, roff_to_text
+from keras_distil.quickstart.corpus import CorpusSettings, gather_corpus
+from keras_distil.quickstart.corpus.sources_man import roff_to_text
+from keras_distil.quickstart.corpus.text import keep_paragraph, paragraphs
 
 PROSE = [
     "The quick brown fox jumps over the lazy dog near the quiet river bank.",
@@ -98,7 +99,7 @@ def fake_tree(tmp_path):
 
 def test_roff_to_text_keeps_prose_and_drops_markup():
     text = roff_to_text(MAN_PAGE)
-    docs = [p for p in paragraphs(text) if corpus.keep_paragraph(p, 8)]
+    docs = [p for p in paragraphs(text) if keep_paragraph(p, 8)]
     assert docs == [
         "The foo program frobnicates every widget it is given on the command line, one after the other, "
         'and prints a short "report" for each of them.',

@@ -123,7 +123,7 @@ def test_failed_stage_leaves_no_done_marker(tmp_path):
 def _args(*argv):
     import argparse
 
-    from keras_distil.quickstart.cli import add_quickstart_parser
+    from keras_distil.cli.quickstart import add_quickstart_parser
 
     parser = argparse.ArgumentParser()
     add_quickstart_parser(parser.add_subparsers(dest="command"))
@@ -131,7 +131,7 @@ def _args(*argv):
 
 
 def test_flags_become_settings(tmp_path):
-    from keras_distil.quickstart.cli import settings_from_args
+    from keras_distil.cli.quickstart import settings_from_args
 
     s = settings_from_args(_args("--out", str(tmp_path), "--teacher-steps", "7", "--student-steps", "5",
                                  "--no-export", "--set", "hidden_size=64", "--set", "bucket_boundaries=null"))
@@ -225,7 +225,7 @@ TINY = ["--corpus-max-documents", "150", "--teacher-steps", "6", "--student-step
 
 @pytest.mark.slow
 def test_quickstart_end_to_end_tiny(tmp_path, capsys):
-    from keras_distil.quickstart.cli import main
+    from keras_distil.cli.quickstart import main
 
     out = tmp_path / "qs"
     assert main(["--out", str(out), *TINY]) == 0

@@ -17,7 +17,7 @@ import pytest
 from conftest import real_teacher_path
 
 from keras_distil.config import load_recipe
-from keras_distil.evaluate import COPIED_NAME, evaluate_checkpoints
+from keras_distil.evaluation import COPIED_NAME, evaluate_checkpoints
 from keras_distil.quickstart.corpus import CorpusSettings, gather_corpus
 
 pytestmark = pytest.mark.slow

@@ -1,53 +1,23 @@
-"""Text in, dynamically masked batches out: corpus sources, in-graph WordPiece, masking, pipeline, prepare."""
+"""Text in, dynamically masked batches out: corpus sources, in-graph WordPiece, masking, pipeline, prepare.
+
+The public API: the sources (:class:`TextFiles`, :class:`TfdsSource`, :class:`ShardSource`,
+:func:`parse_source`), the tokenizer (:class:`WordPieceTokenizer`, :func:`load_vocab`), masking
+(:class:`MaskingSpec`, :func:`mask_tokens`, :func:`sampling_probabilities`, :func:`load_token_counts`), the
+pipeline (:func:`build_training_dataset`, :func:`sequence_dataset`), prepared shards (:func:`prepare_corpus`,
+:func:`read_manifest`) and :class:`DataError` / :class:`DataStats`. The building blocks stay in their
+modules (:mod:`.corpus`, :mod:`.tokenize`, :mod:`.masking`, :mod:`.pipeline`, :mod:`.prepare`); the
+``prepare`` command is :mod:`keras_distil.cli.prepare`.
+"""
 
 from keras_distil.data.base import DataError, DataStats
-from keras_distil.data.corpus import (
-    ShardSource,
-    TextFiles,
-    TfdsSource,
-    check_utf8,
-    decode_utf8,
-    parse_source,
-    read_manifest,
-    resolve_files,
-    shard_sequences,
-    text_documents,
-    tfds_documents,
-)
-from keras_distil.data.masking import (
-    MaskingSpec,
-    load_token_counts,
-    mask_tokens,
-    sampling_probabilities,
-    select_positions,
-)
-from keras_distil.data.pipeline import (
-    bucket_and_batch,
-    bucket_lengths,
-    build_training_dataset,
-    documents_to_sequences,
-    ensure_nonempty,
-    mask_batches,
-    resolve_token_counts,
-    sequence_dataset,
-)
-from keras_distil.data.prepare import main_prepare, prepare_corpus, register_cli
-from keras_distil.data.tokenize import (
-    SPECIAL_TOKENS,
-    WordPieceTokenizer,
-    load_vocab,
-    read_tokenizer_config,
-    split_into_sequences,
-    tokenize_to_sequences,
-    vocab_hash,
-)
+from keras_distil.data.corpus import ShardSource, TextFiles, TfdsSource, parse_source, read_manifest
+from keras_distil.data.masking import MaskingSpec, load_token_counts, mask_tokens, sampling_probabilities
+from keras_distil.data.pipeline import build_training_dataset, sequence_dataset
+from keras_distil.data.prepare import prepare_corpus
+from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
 
 __all__ = [
     "SPECIAL_TOKENS", "DataError", "DataStats", "MaskingSpec", "ShardSource", "TextFiles", "TfdsSource",
-    "WordPieceTokenizer", "bucket_and_batch", "bucket_lengths", "build_training_dataset", "check_utf8",
-    "decode_utf8", "documents_to_sequences", "ensure_nonempty", "load_token_counts", "load_vocab",
-    "main_prepare", "mask_batches", "mask_tokens", "parse_source", "prepare_corpus", "read_manifest",
-    "read_tokenizer_config", "register_cli", "resolve_files", "resolve_token_counts", "sampling_probabilities", "select_positions",
-    "sequence_dataset", "shard_sequences", "split_into_sequences", "text_documents", "tfds_documents",
-    "tokenize_to_sequences", "vocab_hash",
+    "WordPieceTokenizer", "build_training_dataset", "load_token_counts", "load_vocab", "mask_tokens",
+    "parse_source", "prepare_corpus", "read_manifest", "sampling_probabilities", "sequence_dataset",
 ]

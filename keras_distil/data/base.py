@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_distil.errors import KerasDistilError
 from keras_distil.io import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: F401 - re-exported
 
 logger = logging.getLogger("keras_distil.data")
 
 
-class DataError(ValueError):
+class DataError(KerasDistilError, ValueError):
     """Bad input data (a file, a vocabulary, a corpus, a shard set): the message names what is wrong."""
 
 

@@ -232,7 +232,10 @@ def _tfds_hint(source: TfdsSource) -> str:
     )
 
 
-def _tfds_builder(source: TfdsSource):
+def tfds_builder(source: TfdsSource):
+    """The TFDS builder of ``source``, prepared on this machine (``source.data_dir`` may be a prepared
+    dataset's own folder); a dataset that would need a download raises :class:`DataError` saying how to
+    provide it offline, unless ``source.download``."""
     import tensorflow_datasets as tfds
 
     data_dir = source.data_dir
@@ -251,7 +254,7 @@ def _tfds_builder(source: TfdsSource):
 
 def tfds_documents(source: TfdsSource, input_context=None) -> tf.data.Dataset:
     """Raw documents of a TFDS split's string feature ``text_key`` (fails fast when not available offline)."""
-    builder = _tfds_builder(source)
+    builder = tfds_builder(source)
     splits = list(builder.info.splits.keys())
     base_split = source.split.split("[")[0]
     if base_split not in splits:

@@ -11,9 +11,10 @@ import contextlib
 import os
 
 from keras_distil import io
+from keras_distil.errors import KerasDistilError
 
 
-class ExportError(RuntimeError):
+class ExportError(KerasDistilError, RuntimeError):
     """An export cannot be written or did not reproduce the model; the message names the path."""
 
 

@@ -15,10 +15,11 @@ import struct
 
 import numpy as np
 
+from keras_distil.errors import KerasDistilError
 from keras_distil.io import staged_folder
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KerasDistilError, ValueError):
     """A checkpoint cannot be read or written; the message names the file and, where there is one, the tensor."""
 
 

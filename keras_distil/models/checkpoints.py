@@ -11,7 +11,7 @@ Public API:
   ``format="keras_hub"`` (what ``keras_hub.models.BertMaskedLM.from_preset`` loads) or
   ``format="sentence_transformers"`` (what ``sentence_transformers.SentenceTransformer`` loads); all are
   written to a temporary folder, read back and compared before they are renamed into place.
-* :func:`convert_checkpoint`, :func:`add_convert_parser`, :func:`run_convert`: ``keras-distil convert``.
+* :func:`convert_checkpoint`: what ``keras-distil convert`` runs (:mod:`keras_distil.cli.convert`).
 
 Design decisions:
 
@@ -26,7 +26,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 
@@ -51,12 +50,10 @@ __all__ = [
     "CheckpointError",
     "LoadedCheckpoint",
     "TokenizerSettings",
-    "add_convert_parser",
     "convert_checkpoint",
     "detect_format",
     "load_teacher",
     "read_tokenizer_settings",
-    "run_convert",
     "save_student",
 ]
 
@@ -272,29 +269,3 @@ def convert_checkpoint(src: str, dst: str, to: str, *, model_type: str = "same",
     loaded = load_teacher(src, require_mlm_head=False)
     return save_student(loaded.model, dst, to, tokenizer=loaded.tokenizer, model_type=model_type,
                         keras_hub_classes=keras_hub_classes, overwrite=overwrite)
-
-
-def add_convert_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``convert SRC DST --to hf|keras_hub|sentence_transformers`` on an argparse ``subparsers``."""
-    parser = subparsers.add_parser(
-        "convert", help="convert a checkpoint between Hugging Face, KerasHub and sentence-transformers formats "
-                        "(verified after writing)",
-        description="Read SRC (a Hugging Face folder, a KerasHub preset or a .keras file) and write DST.")
-    parser.add_argument("src", help="source checkpoint folder or .keras file")
-    parser.add_argument("dst", help="destination folder (written atomically)")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="destination format")
-    parser.add_argument("--model-type", default="same", choices=("same", "bert", "distilbert"),
-                        help="family to write (default: the source's)")
-    parser.add_argument("--keras-hub-classes", default="exact", choices=("exact", "stock"),
-                        help="KerasHub preset classes: exact (HF numerics; needs keras_distil to load) or stock")
-    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    parser.set_defaults(func=run_convert)
-    return parser
-
-
-def run_convert(args: argparse.Namespace) -> int:
-    diffs = convert_checkpoint(args.src, args.dst, args.to, model_type=args.model_type,
-                               keras_hub_classes=args.keras_hub_classes, overwrite=args.overwrite)
-    worst = max(diffs.values()) if diffs else 0.0
-    print(f"wrote {args.dst} ({args.to}); reloaded and compared: max abs difference {worst:.3g}")
-    return 0

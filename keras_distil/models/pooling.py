@@ -23,6 +23,8 @@ import os
 
 import tensorflow as tf
 
+from keras_distil.errors import KerasDistilError
+
 POOLING_MODES = ("mean", "cls", "max")
 MODULES_FILE = "modules.json"
 POOLING_DIR = "1_Pooling"
@@ -37,7 +39,7 @@ _ST_UNSUPPORTED = ("pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedme
                    "pooling_mode_lasttoken")
 
 
-class PoolingError(ValueError):
+class PoolingError(KerasDistilError, ValueError):
     """A sentence-transformers folder whose pooling cannot be read or computed here; names the file."""
 
 

@@ -1,4 +1,4 @@
-"""Held-out evaluation of the quickstart's models: :func:`keras_distil.evaluate.evaluate_models` on the
+"""Held-out evaluation of the quickstart's models: :func:`keras_distil.evaluation.evaluate_models` on the
 corpus' held-out file, plus the unigram reference a model must beat to have learned anything.
 
 The unigram reference predicts every masked token from the training corpus' token frequencies alone:
@@ -50,7 +50,7 @@ def evaluate_students(checkpoints: dict[str, str], corpus_paths: dict, vocab_fil
     on ``corpus_paths["heldout"]``, with ``unigram`` added (see the module docstring)."""
     from keras_distil.config import DataConfig
     from keras_distil.data.tokenize import WordPieceTokenizer
-    from keras_distil.evaluate import evaluate_models, heldout_batches
+    from keras_distil.evaluation.loop import evaluate_models, heldout_batches
     from keras_distil.models.checkpoints import load_teacher
 
     tokenizer = WordPieceTokenizer.from_vocab_file(vocab_file)

@@ -2,12 +2,12 @@
 
 Stages (each cached in its own folder under ``out``, see :mod:`.stages`)::
 
-    corpus    real English prose from this machine (quickstart/corpus.py): train.txt, heldout.txt
+    corpus    real English prose from this machine (quickstart/corpus/): train.txt, heldout.txt
     vocab     a WordPiece vocabulary learned from it (quickstart/vocab.py), or the one given
     teacher   a small BERT pretrained with the masked-LM loss (training.run.pretrain)
     distill   a half-depth student initialised from the teacher's layers, triple loss (training.run.distill)
     baseline  the same student shape from scratch, masked LM alone, same steps and batch (pretrain)
-    evaluate  held-out masked-token accuracy / perplexity, retention, params, speed (evaluate.py)
+    evaluate  held-out masked-token accuracy / perplexity, retention, params, speed (evaluation/)
     export    the distilled student as a SavedModel and a TFLite flatbuffer, verified (export/)
     report    report.md + loss_curves.png (report.py)
 
@@ -36,7 +36,7 @@ class QuickstartSettings:
 
     out: str = "runs/quickstart"
     vocab: str | None = None  # an existing WordPiece vocab.txt (lower-cased); None: learn one from the corpus
-    # corpus (quickstart/corpus.py)
+    # corpus (quickstart/corpus/)
     corpus_max_documents: int | None = 40_000  # per source (stdlib, man, doc), after de-duplication
     held_out: float = 0.02  # fraction of documents kept out of training
     # vocabulary (quickstart/vocab.py)

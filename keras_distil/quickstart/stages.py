@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from keras_distil.data.base import atomic_write_json
+from keras_distil.errors import KerasDistilError
 
 logger = logging.getLogger("keras_distil.quickstart")
 
@@ -75,7 +76,7 @@ def _read(path: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-class StageBusy(RuntimeError):
+class StageBusy(KerasDistilError, RuntimeError):
     """Another live process is building the same stage folder."""
 
 

@@ -1,5 +1,6 @@
 """The training runtime: strategies, optimiser and schedule, the distributed step, the loop with
-checkpoints and resume, and the TensorBoard / console logs. ``keras_distil.runtime`` re-exports it."""
+checkpoints and resume, and the TensorBoard / console logs; whole runs from a recipe: ``distill`` and
+``pretrain`` (see docs/runtime.md). ``keras-distil distill`` / ``pretrain`` are :mod:`keras_distil.cli.distill`."""
 
 from keras_distil.training.checkpointing import Checkpoints
 from keras_distil.training.loop import Trainer, TrainingDiverged
@@ -12,6 +13,7 @@ from keras_distil.training.optim import (
     use_presummed_gradients,
     warmup_steps,
 )
+from keras_distil.training.run import distill, pretrain
 from keras_distil.training.step import make_train_step
 from keras_distil.training.strategy import (
     STRATEGIES,
@@ -25,6 +27,6 @@ from keras_distil.training.strategy import (
 
 __all__ = [
     "NO_DECAY", "STRATEGIES", "Checkpoints", "Trainer", "TrainingDiverged", "WarmupLinearDecay", "build_optimizer",
-    "choose_strategy", "decide_jit", "make_strategy", "make_train_step", "read_tf_config", "set_precision",
+    "choose_strategy", "decide_jit", "distill", "make_strategy", "make_train_step", "pretrain", "read_tf_config", "set_precision",
     "strategy_kind", "tpu_address", "use_presummed_gradients", "warmup_steps", "worker_info",
 ]

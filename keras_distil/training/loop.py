@@ -15,6 +15,7 @@ import math
 import tensorflow as tf
 
 from keras_distil.distiller import WEIGHT_KEYS
+from keras_distil.errors import KerasDistilError
 from keras_distil.training.checkpointing import Checkpoints
 from keras_distil.training.observe import RunLog
 from keras_distil.training.optim import current_learning_rate, inner_optimizer
@@ -24,7 +25,7 @@ from keras_distil.training.strategy import worker_info
 logger = logging.getLogger("keras_distil.training")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(KerasDistilError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 

@@ -142,7 +142,8 @@ def _save_student(student, folder: RunFolder, tokenizer) -> dict:
 
 def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
     """Shared by distill and pretrain. ``build(strategy) -> (trainer_model, tokenizer)`` under the scope."""
-    from keras_distil.data import build_training_dataset, ensure_nonempty
+    from keras_distil.data import build_training_dataset
+    from keras_distil.data.pipeline import ensure_nonempty
 
     if not recipe.train_data:
         raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "

@@ -1,11 +1,12 @@
 """``keras-distil export SRC --format saved_model|tflite|keras_hub|hf|sentence_transformers ...``: the thin CLI
-over :func:`export`."""
+over :func:`keras_distil.export.export`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from keras_distil.cli import command_main, report_error
 from keras_distil.export import verify
 from keras_distil.export.api import FORMATS, export
 from keras_distil.export.errors import ExportError
@@ -57,18 +58,14 @@ def run_export(args: argparse.Namespace) -> int:
                         calibration_size=args.calibration_size, overwrite=args.overwrite,
                         min_top1=args.min_top1, min_cosine=args.min_cosine)
     except ExportError as e:
-        print(f"keras-distil export: error: {e}", file=sys.stderr)
-        return 2  # as keras_distil.cli does for every command's errors
+        return report_error("export", e)  # as keras_distil.cli.main does for every command's errors
     print(result.summary())
     return 0
 
 
 def main(argv=None) -> int:
-    """``python -m keras_distil.export.cli`` (the same as ``keras-distil export``)."""
-    parser = argparse.ArgumentParser(prog="keras-distil")
-    add_export_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m keras_distil.cli.export export ...`` (the same as ``keras-distil export``)."""
+    return command_main(add_export_parser, argv, logs=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``keras-distil distill`` and ``keras-distil pretrain``: argparse front-ends of training/run.py.
+"""``keras-distil distill`` and ``keras-distil pretrain``: argparse front-ends of
+:func:`keras_distil.training.run.distill` and :func:`keras_distil.training.run.pretrain`.
 
 Precedence: the recipe file, then the named flags (``--teacher``, ``--train-data``, ...), then each
 ``--set section.key=value`` in order.

@@ -1,9 +1,13 @@
-"""``keras-distil quickstart``: the argparse front-end of quickstart/run.py."""
+"""``keras-distil quickstart``: the argparse front-end of :mod:`keras_distil.quickstart.run`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+
+from keras_distil.cli import report_error, setup_logging
+from keras_distil.errors import KerasDistilError
 
 DESCRIPTION = """\
 Offline, end to end, on this machine: gather English prose (Python docstrings, man pages,
@@ -99,22 +103,15 @@ def run_quickstart(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m keras_distil.quickstart.cli [flags]``: the same as ``keras-distil quickstart``."""
-    import logging
-    import sys
-
-    from keras_distil.cli import _error_types
-
+    """``python -m keras_distil.cli.quickstart [flags]``: the same as ``keras-distil quickstart``."""
     parser = argparse.ArgumentParser(prog="keras-distil")
     add_quickstart_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["quickstart", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_logging("INFO")
     try:
         return args.func(args)
-    except _error_types() as e:
-        print(f"keras-distil quickstart: error: {e}", file=sys.stderr, flush=True)
-        return 2
+    except KerasDistilError as e:
+        return report_error("quickstart", e)
 
 
 if __name__ == "__main__":  # pragma: no cover

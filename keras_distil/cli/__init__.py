@@ -1,8 +1,10 @@
-"""``keras-distil COMMAND ...``: a thin argparse layer over the owners' command modules.
+"""``keras-distil COMMAND ...``: the command line, a thin argparse layer over the library.
 
-Each command lives in the module that owns it, registered by ``add_<name>_parser(subparsers)`` (which
-sets ``func``). Only the chosen command's module is imported; the others are listed by name and help
-line (from the table below) without importing them. A command whose module is absent is not listed.
+Every argparse parser and command function of the package lives here, one module per command, each
+registered by ``add_<name>_parser(subparsers)`` (which sets ``func``). Only the chosen command's module is
+imported; the others are listed by name and help line (from the table below) without importing them. A
+command whose module is absent is not listed. Any :class:`~keras_distil.errors.KerasDistilError` ends the
+command with one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,23 +15,25 @@ import importlib.util
 import logging
 import sys
 
+from keras_distil.errors import KerasDistilError
+
 # name -> (module, registering function, one-line help for the listing)
 COMMANDS = {
-    "prepare": ("keras_distil.data.prepare", "register_cli", "tokenize a corpus into TFRecord shards"),
-    "pretrain": ("keras_distil.training.cli", "add_pretrain_parser",
+    "prepare": ("keras_distil.cli.prepare", "add_prepare_parser", "tokenize a corpus into TFRecord shards"),
+    "pretrain": ("keras_distil.cli.distill", "add_pretrain_parser",
                  "train a BERT from scratch with the masked-LM loss (a teacher, or a baseline student)"),
-    "distill": ("keras_distil.training.cli", "add_distill_parser",
+    "distill": ("keras_distil.cli.distill", "add_distill_parser",
                 "distil a teacher into a half-depth student (DistilBERT)"),
-    "convert": ("keras_distil.models.checkpoints", "add_convert_parser",
+    "convert": ("keras_distil.cli.convert", "add_convert_parser",
                 "convert a checkpoint between Hugging Face, KerasHub and sentence-transformers formats"),
-    "export": ("keras_distil.export.cli", "add_export_parser",
+    "export": ("keras_distil.cli.export", "add_export_parser",
                "export a student: SavedModel (TF Serving), TFLite/LiteRT, KerasHub, Hugging Face, "
                "sentence-transformers"),
-    "evaluate": ("keras_distil.evaluate", "add_evaluate_parser",
+    "evaluate": ("keras_distil.cli.evaluate", "add_evaluate_parser",
                  "held-out masked-LM accuracy, teacher agreement, sentence-embedding similarity"),
-    "finetune": ("keras_distil.finetune", "add_finetune_parser",
+    "finetune": ("keras_distil.cli.finetune", "add_finetune_parser",
                  "text classification on a TSV/CSV or TFDS dataset; task-specific distillation"),
-    "quickstart": ("keras_distil.quickstart.cli", "add_quickstart_parser",
+    "quickstart": ("keras_distil.cli.quickstart", "add_quickstart_parser",
                    "offline end-to-end demo: corpus, vocab, teacher, distilled student, baseline, report"),
 }
 
@@ -55,19 +59,31 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _error_types() -> tuple:
-    from keras_distil.config import ConfigError
+def setup_logging(level: str = "INFO", quiet_absl: bool = True) -> None:
+    """The commands' log format on stderr; ``quiet_absl`` silences absl's checkpoint sharding chatter."""
+    logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s")
+    if quiet_absl:
+        logging.getLogger("absl").setLevel(logging.WARNING)
 
-    types = [ConfigError]
-    for module, name in (("keras_distil.data.base", "DataError"), ("keras_distil.models.checkpoint_io",
-                                                                   "CheckpointError"),
-                         ("keras_distil.training.loop", "TrainingDiverged"), ("keras_distil.export.errors",
-                                                                              "ExportError")):
-        try:
-            types.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
+
+def report_error(command: str, error: BaseException, file=None) -> int:
+    """Print ``error`` as the one line ``keras-distil COMMAND: error: MESSAGE`` (stderr by default); returns 2,
+    the exit status of a command that failed on its input."""
+    print(f"keras-distil {command}: error: {error}", file=sys.stderr if file is None else file, flush=True)
+    return 2
+
+
+def command_main(add_parser, argv: list[str] | None = None, *, logs: bool = True) -> int:
+    """Run one command alone, its name first in ``argv`` (``python -m keras_distil.cli.evaluate evaluate ...``).
+
+    Unlike :func:`main`, errors propagate as exceptions. ``logs``: set up INFO logging (absl not silenced).
+    """
+    parser = argparse.ArgumentParser(prog="keras-distil")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    if logs:
+        setup_logging("INFO", quiet_absl=False)
+    return args.func(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,14 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = argv[argv.index(selected) + 1:]
         selected = next((a for a in rest if a in COMMANDS), None)
     args = build_parser(selected).parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint sharding chatter
+    setup_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
-    except _error_types() as e:
-        print(f"keras-distil {args.command}: error: {e}", file=sys.stderr, flush=True)
-        return 2
+    except KerasDistilError as e:
+        return report_error(args.command, e)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
