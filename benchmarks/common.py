@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 
 import tensorflow as tf
+
+from keras_distil.evaluation.timing import interleaved_median_seconds
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def time_calls(fn, steps: int, warmup: int) -> float:
-    """Median seconds per call of ``fn`` after ``warmup`` untimed calls (``fn`` must block until done)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    """Median seconds per call of ``fn`` after ``warmup`` untimed calls (``fn`` must block until done):
+    the library's timer (keras_distil.evaluation.timing) with one callable."""
+    return interleaved_median_seconds({"fn": fn}, steps, warmup)["fn"]
 
 
 def matmul_ceiling_gflops(n: int = 2048, steps: int = 10, dtype=tf.float32) -> float:

@@ -20,15 +20,15 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import machine_info, print_table, time_calls, write_json  # noqa: E402
+from common import machine_info, print_table, write_json  # noqa: E402
 
 from keras_distil import build_mlm_model, student_from_teacher  # noqa: E402
+from keras_distil.evaluation.timing import interleaved_median_seconds  # noqa: E402
 from keras_distil.export import saved_model, tflite  # noqa: E402
 from keras_distil.export.calibration import representative_dataset  # noqa: E402
 
@@ -62,15 +62,10 @@ def time_saved_models(folders: dict[str, str], vocab: int, calls: int) -> dict[s
     out = {name: {} for name in folders}
     for b in BATCHES:
         x = {k: tf.constant(v) for k, v in inputs(b, vocab).items()}
-        times = {name: [] for name in folders}
-        for round_ in range(calls + 2):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn(**x)["hidden"].numpy()
-                if round_ >= 2:  # two warm-up rounds
-                    times[name].append(time.perf_counter() - start)
-        for name in folders:
-            out[name][b] = float(np.median(times[name]))
+        medians = interleaved_median_seconds({name: (lambda fn=fn, x=x: fn(**x)["hidden"].numpy())
+                                              for name, fn in fns.items()}, calls, warmup=2)
+        for name, seconds in medians.items():
+            out[name][b] = seconds
     return out
 
 
@@ -79,7 +74,7 @@ def time_tflite(path: str, vocab: int, calls: int) -> dict[int, float]:
     out = {}
     for b in BATCHES:
         x = inputs(b, vocab)
-        out[b] = time_calls(lambda x=x: model(**x), calls, warmup=2)
+        out[b] = interleaved_median_seconds({"tflite": lambda x=x: model(**x)}, calls, warmup=2)["tflite"]
     return out
 
 

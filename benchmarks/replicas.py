@@ -68,10 +68,10 @@ def run_case(spec: dict, steps: int, batch: int, warmup: int = 2) -> dict:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical"])
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import keras
-    import numpy as np
     from test_runtime_support import slices_dataset_fn
 
     from keras_distil import BertMLM, Distiller, TrainConfig, student_from_teacher
+    from keras_distil.evaluation.timing import interleaved_median_seconds
     from keras_distil.training import Trainer, make_strategy, worker_info
     from keras_distil.training.step import make_train_step
 
@@ -101,14 +101,7 @@ def run_case(spec: dict, steps: int, batch: int, warmup: int = 2) -> dict:
     start = time.perf_counter()
     one()
     first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        one()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        one()
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
+    median = interleaved_median_seconds({"step": one}, steps, warmup - 1)["step"]
     task, chief = worker_info(strategy)
     return {"replicas": strategy.num_replicas_in_sync, "micro_batches": micro, "global_batch": batch,
             "first_step_s": first, "step_s": median, "sequences_per_s": batch / median,

@@ -1,4 +1,4 @@
-"""Held-out quality of recipes/sentence-embedding.json on the real all-MiniLM-L6-v2, against training steps.
+"""Held-out quality of keras_distil/recipes/sentence-embedding.json on the real all-MiniLM-L6-v2, against training steps.
 
     python benchmarks/sentence_embedding.py [--steps 150 300 600 1200] [--corpus runs/corpus] [--out runs/st-bench]
 
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_info, print_table, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE = os.path.join(ROOT, "recipes", "sentence-embedding.json")
+RECIPE = os.path.join(ROOT, "keras_distil", "recipes", "sentence-embedding.json")
 FIGURES = ("sentence_cosine", "similarity_spearman", "neighbour_agreement", "hidden_cosine")
 
 

@@ -8,7 +8,7 @@ from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelCon
 from keras_distil.distiller import Distiller
 from keras_distil.errors import KerasDistilError
 from keras_distil.models.bert import BertMLM, build_mlm_model
-from keras_distil.models.checkpoints import (
+from keras_distil.models.checkpoint_formats import (
     CheckpointError,
     LoadedCheckpoint,
     load_teacher,

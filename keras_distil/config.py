@@ -15,7 +15,7 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
 from keras_distil.errors import KerasDistilError
-from keras_distil.io import atomic_write_json
+from keras_distil.files import atomic_write_json, read_json
 
 
 class ConfigError(KerasDistilError, ValueError):
@@ -36,8 +36,25 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widened to float where a float is wanted)."""
+def coerce_value(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to float where a float is wanted).
+
+    Args:
+      value: a JSON value (from a recipe, or a ``--set`` item parsed by :func:`parse_override`).
+      tp: the field's annotation: bool, int, float, str, None, ``Literal[...]``, ``list[...]`` or a union.
+      key: the knob's name, for the error.
+
+    Raises :class:`ConfigError` naming ``key``, the value and the accepted type.
+
+    Example:
+    >>> coerce_value(3, float | None, "train.learning_rate")
+    3.0
+    >>> try:
+    ...     coerce_value("wide", int, "hidden_size")
+    ... except ConfigError as e:
+    ...     print(e)
+    hidden_size: got 'wide'; accepted: int
+    """
     origin = get_origin(tp)
     if origin is Literal:
         if value in get_args(tp):
@@ -45,13 +62,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif origin in (Union, types.UnionType):
         for option in get_args(tp):
             try:
-                return _coerce(value, option, key)
+                return coerce_value(value, option, key)
             except ConfigError:
                 continue
     elif origin is list:
         (inner,) = get_args(tp)
         if isinstance(value, (list, tuple)):
-            return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+            return [coerce_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     elif tp is type(None):
         if value is None:
             return None
@@ -96,7 +113,7 @@ class Section:
             if isinstance(hint, type) and issubclass(hint, Section):
                 kwargs[name] = hint.from_dict(value, f"{prefix}.{name}")
             else:
-                kwargs[name] = _coerce(value, hint, f"{prefix}.{name}")
+                kwargs[name] = coerce_value(value, hint, f"{prefix}.{name}")
         obj = cls(**kwargs)
         obj.validate(prefix)
         return obj
@@ -132,7 +149,7 @@ class ModelConfig(Section):
     dropout: float = 0.1  # dropout on hidden states and attention probabilities, 0..1
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon, Hugging Face BERT's value
     pad_token_id: int = 0  # id of [PAD]
-    model_type: Literal["bert", "distilbert"] = "bert"  # Hugging Face family the weights came from (checkpoints.py)
+    model_type: Literal["bert", "distilbert"] = "bert"  # Hugging Face family the weights came from (models/checkpoint_formats.py)
 
     def validate(self, prefix: str) -> None:
         for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -345,17 +362,8 @@ def resolve_masking(data: DataConfig, distill: DistillConfig | None) -> str:
 
 
 def load_json(path: str | os.PathLike) -> dict:
-    """Read a JSON object from ``path``; errors name the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object at the top level")
-    return data
+    """Read a JSON object from ``path``; errors (:class:`ConfigError`) name the file."""
+    return read_json(path, expect=dict, error=ConfigError)
 
 
 def dump_json(data: dict, path: str | os.PathLike) -> None:
@@ -415,6 +423,40 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def override_fields(obj, items: list[str]):
+    """A copy of the dataclass ``obj`` with ``KNOB=VALUE`` items applied (flat knobs: its field names).
+
+    Each value is parsed as :func:`parse_override` does and checked against the field's annotation
+    (:func:`coerce_value`); unknown knobs and wrong types raise :class:`ConfigError` naming the item.
+
+    Args:
+      obj: a dataclass instance (e.g. the quickstart's settings).
+      items: ``"name=value"`` strings, applied in order.
+
+    Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Knobs:
+    ...     steps: int = 10
+    ...     rate: float = 0.1
+    >>> override_fields(Knobs(), ["steps=20", "rate=1"])
+    Knobs(steps=20, rate=1.0)
+    """
+    hints = typing.get_type_hints(type(obj))
+    names = sorted(f.name for f in dataclasses.fields(obj))
+    changes = {}
+    for item in items:
+        path, value = parse_override(item)
+        name = ".".join(path)
+        if name not in names:
+            raise ConfigError(f"--set {item!r}: unknown knob {name}; accepted: {', '.join(names)}")
+        try:
+            changes[name] = coerce_value(value, hints[name], name)
+        except ConfigError:
+            raise ConfigError(f"--set {item!r}: {name} takes a {_type_name(hints[name])}, got {value!r}") from None
+    return dataclasses.replace(obj, **changes)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """A copy of the recipe dict ``data`` with ``--set section.key=value`` items applied."""
     data = json.loads(json.dumps(data))
@@ -430,7 +472,43 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+# The JSON recipes installed with the package (keras_distil/recipes/*.json), usable by name.
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+
+
+def shipped_recipes() -> list[str]:
+    """The names of the recipes installed with the package (``tiny``, ``distilbert-base-uncased``, ...)."""
+    if not os.path.isdir(RECIPES_DIR):
+        return []
+    return sorted(name[:-len(".json")] for name in os.listdir(RECIPES_DIR) if name.endswith(".json"))
+
+
+def recipe_path(recipe: str | os.PathLike) -> str:
+    """The file of a recipe given as a path, or as the name of a shipped recipe (:func:`shipped_recipes`).
+
+    A path that exists, or that names a folder, is returned as it is. Otherwise a bare name (``tiny`` or
+    ``tiny.json``) is looked up among the shipped recipes; a name that is neither raises
+    :class:`ConfigError` listing them.
+
+    Args:
+      recipe: a JSON file, or a shipped recipe's name.
+
+    Example:
+    >>> os.path.basename(recipe_path("tiny"))
+    'tiny.json'
+    """
+    path = os.fspath(recipe)
+    if os.path.exists(path) or os.path.dirname(path):
+        return path
+    shipped = os.path.join(RECIPES_DIR, path if path.endswith(".json") else f"{path}.json")
+    if os.path.isfile(shipped):
+        return shipped
+    raise ConfigError(f"{path}: no such file, and no shipped recipe of that name; shipped recipes: "
+                      f"{', '.join(shipped_recipes()) or 'none'}")
+
+
 def load_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RecipeConfig:
-    """The recipe at ``path`` (None: all defaults) with ``overrides`` applied, validated."""
-    data = load_json(path) if path is not None else {}
+    """The recipe at ``path`` (a JSON file, or a shipped recipe's name: :func:`recipe_path`; None: all
+    defaults) with ``overrides`` applied, validated."""
+    data = load_json(recipe_path(path)) if path is not None else {}
     return RecipeConfig.from_dict(apply_overrides(data, list(overrides or [])))

@@ -21,14 +21,16 @@ after masking), ``mask_positions``, ``mask_ids`` and ``mask_weights`` [B, P]; ``
 Batches of clean text (``data.masking="none"``) have no ``mask_*`` fields; only terms that need no masked
 position (cosine, hidden-state MSE, sentence terms, soft targets on all tokens) can be used with them.
 
-Distribution: each term is a weighted mean over tokens. Under a strategy every replica divides its
-*local* weighted sum by the *global* weight (an all-reduce of the local weights), so the gradients the
+Distribution: each term is a weighted mean over tokens (or masked slots, or sequences), whose weights
+sum to a count: the real tokens, the prediction slots in use, the non-empty sequences
+(:meth:`Distiller.batch_counts`). Under a strategy every replica divides its *local* weighted sum by the
+*global* count (an all-reduce of the local counts, :mod:`keras_distil.replicas`), so the gradients the
 optimizer sums over replicas are exactly those of the whole batch on one device, however unevenly
 padding and masks fall across replicas. With equal weights per replica this is the usual
 ``loss / num_replicas_in_sync``.
 
 Gradient accumulation uses the same rule one level up: a training loop that sums the gradients of
-several micro-batches passes the weight totals of all of them (:meth:`Distiller.weight_sums`, summed
+several micro-batches passes the count totals of all of them (:meth:`Distiller.batch_counts`, summed
 over micro-batches and replicas) to :meth:`Distiller.compute_gradients`, so the summed gradient is the
 one of the whole effective batch, not a mean of micro-batch means (see keras_distil/training/step.py).
 
@@ -44,10 +46,11 @@ import tensorflow as tf
 from keras_distil import losses
 from keras_distil.config import ConfigError, DistillConfig
 from keras_distil.models.pooling import pool_hidden_states, resolve_pooling
+from keras_distil.replicas import global_sum, num_replicas
 
 BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights")
 MASK_KEYS = ("mask_positions", "mask_ids", "mask_weights")  # absent from clean (unmasked) batches
-WEIGHT_KEYS = ("tokens", "masked", "sequences")  # the keys of Distiller.weight_sums
+COUNT_KEYS = ("tokens", "masked", "sequences")  # the keys of Distiller.batch_counts
 # Each weighted by DistillConfig.alpha_<term>.
 TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse", "sentence_mse", "sentence_cos")
 
@@ -57,32 +60,16 @@ HIDDEN_STATE_TERMS = {"alpha_cos": "the cosine loss", "alpha_hidden_mse": "the h
                       "alpha_sentence_cos": "the sentence-embedding cosine"}
 
 
-def _replica_context():
-    ctx = tf.distribute.get_replica_context()
-    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
-
-
-def _global_sum(value):
-    """Sum of ``value`` over all replicas (the value itself outside a multi-replica step)."""
-    ctx = _replica_context()
-    return value if ctx is None else ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _num_replicas() -> int:
-    ctx = _replica_context()
-    return 1 if ctx is None else ctx.num_replicas_in_sync
-
-
 def _globally_weighted_mean(values, weights, total=None):
     """This replica's share of the global weighted mean: ``sum_local(w*v) / sum_global(w)``.
 
-    ``total``: the global weight when the caller already knows it (accumulation over micro-batches);
-    None: the all-reduce of this batch's local weights.
+    ``total``: the global sum of the weights (a count of :meth:`Distiller.batch_counts`) when the caller
+    already knows it (accumulation over micro-batches); None: the all-reduce of this batch's local weights.
     """
     weights = tf.cast(weights, tf.float32)
     local = tf.reduce_sum(tf.cast(values, tf.float32) * weights)
     if total is None:
-        total = _global_sum(tf.reduce_sum(weights))
+        total = global_sum(tf.reduce_sum(weights))
     return tf.math.divide_no_nan(local, total)
 
 
@@ -200,10 +187,10 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training, return_logits=self.config.uses_logits)
 
     @staticmethod
-    def weight_sums(batch) -> dict:
-        """This replica's weight sums that the terms are normalised by, float32 scalars: ``tokens`` (real
-        tokens), ``masked`` (prediction slots in use; 0 for clean batches) and ``sequences`` (rows with
-        at least one real token)."""
+    def batch_counts(batch) -> dict:
+        """This replica's counts that the terms are normalised by, float32 scalars: ``tokens`` (real
+        tokens), ``masked`` (prediction slots in use, the sum of ``mask_weights``; 0 for clean batches) and
+        ``sequences`` (rows with at least one real token). The keys are :data:`COUNT_KEYS`."""
         padding = tf.cast(batch["padding_mask"], tf.float32)
         masked = tf.reduce_sum(tf.cast(batch["mask_weights"], tf.float32)) if "mask_weights" in batch \
             else tf.constant(0.0)
@@ -213,8 +200,8 @@ class Distiller(keras.Model):
     def compute_terms(self, batch, student_out, teacher_out, totals: dict | None = None) -> dict:
         """Each active term as this replica's share of its global weighted mean (float32 scalars).
 
-        ``totals``: global weight sums (as :meth:`weight_sums`, summed over replicas and micro-batches)
-        to normalise by; None: this batch's, all-reduced over replicas.
+        ``totals``: the global counts to normalise by (:meth:`batch_counts` summed over replicas and
+        micro-batches); None: this batch's counts, all-reduced over replicas.
         """
         cfg = self.config
         totals = totals or {}
@@ -258,7 +245,7 @@ class Distiller(keras.Model):
     def _update_trackers(self, total, terms) -> None:
         # Each replica holds its share of the global value; Keras sums the metric updates over
         # replicas and counts one update per replica, so scale by the replica count.
-        scale = float(_num_replicas())
+        scale = float(num_replicas())
         self._trackers["loss"].update_state(total * scale)
         for name, value in terms.items():
             self._trackers[name].update_state(value * scale)

@@ -1,4 +1,6 @@
-"""Atomic writes: a file or a whole folder appears complete or not at all.
+"""File I/O at the bottom of the package: atomic writes, JSON reading, atomic ``.keras`` saves.
+
+Atomic writes: a file or a whole folder appears complete or not at all.
 
 Why: a run can be killed at any moment (a pre-empted machine, Ctrl-C, a full disk), and its outputs are
 read by other processes (TF Serving polls its model folder; a resumed run reads its last manifest). So
@@ -6,6 +8,10 @@ nothing is written in place: a file is written to a temporary name beside its de
 over it; a folder (an export, a checkpoint) is built in a temporary sibling and swapped in. A rename
 within one folder is atomic, so a reader sees the old version or the new one, never a half-written one,
 and a crash leaves the old version intact (plus, at worst, a hidden temporary next to it).
+
+Reading: :func:`read_json` is the one JSON reader of the package; every error it raises names the file,
+as the caller's own error type (``error=``), so a bad recipe is a ConfigError and a bad checkpoint a
+CheckpointError with the same wording. :func:`try_read_json` is its lenient form for caches and probes.
 
 This module is the lowest layer of the package: it imports nothing from it but the error base class
 (:mod:`keras_distil.errors`).
@@ -29,9 +35,91 @@ class DestinationError(KerasDistilError, OSError):
     """A destination cannot be written as asked; the message names it."""
 
 
+class FileReadError(KerasDistilError, ValueError):
+    """A file cannot be read as asked (missing, unreadable, not valid JSON, not the expected shape).
+
+    The default error of :func:`read_json`; callers with an error type of their own pass it instead."""
+
+
+_JSON_KINDS = {dict: "object", list: "list"}
+
+
+def read_json(path: str | os.PathLike, what: str | None = None, *, expect: type | None = None,
+              error: type[Exception] = FileReadError) -> Any:
+    """The JSON value in the file at ``path``; every error names the file.
+
+    Args:
+      path: the file (UTF-8 JSON).
+      what: what the file was expected to be (e.g. "the manifest of a prepared corpus"); said in errors.
+      expect: ``dict`` or ``list``: the type the top-level value must have; None: any JSON value.
+      error: the exception type raised, called with the message: the caller's own error (ConfigError,
+        DataError, CheckpointError, ...); default :class:`FileReadError`.
+
+    Raises ``error`` with one of ``PATH: no such file``, ``PATH: cannot be read: REASON``,
+    ``PATH: not valid JSON: REASON`` or ``PATH: expected a JSON object at the top level, got list``
+    (``what``, when given, follows the first words in parentheses).
+
+    Example:
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.json")
+    >>> with open(path, "w") as f:
+    ...     json.dump({"a": 1}, f)
+    >>> read_json(path, expect=dict)
+    {'a': 1}
+    >>> try:
+    ...     read_json(path, "a list of counts", expect=list)
+    ... except FileReadError as e:
+    ...     print(str(e).split(": ", 1)[1])
+    expected a JSON list at the top level (a list of counts), got dict
+    """
+    path = os.fspath(path)
+    label = f" ({what})" if what else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file{label}") from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise error(f"{path}: cannot be read{label}: {e.strerror or e}") from None
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise error(f"{path}: not valid JSON{label}: {e}") from None
+    if expect is not None and not isinstance(data, expect):
+        raise error(f"{path}: expected a JSON {_JSON_KINDS.get(expect, expect.__name__)} at the top level{label}, "
+                    f"got {type(data).__name__}")
+    return data
+
+
+def try_read_json(path: str | os.PathLike, expect: type | None = dict) -> Any:
+    """:func:`read_json` for caches and probes: None where it would raise (missing, unreadable, not valid
+    JSON, not an ``expect``), never an error.
+
+    Example:
+    >>> try_read_json("/nonexistent/manifest.json") is None
+    True
+    """
+    try:
+        return read_json(path, expect=expect)
+    except FileReadError:
+        return None
+
+
 def temporary_name(path: str | os.PathLike) -> str:
     """The name ``path`` is written under before its rename into place (same folder: same file system)."""
     return f"{os.fspath(path)}.tmp-{os.getpid()}"
+
+
+@contextlib.contextmanager
+def _renamed_into_place(path: str, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary name beside ``path`` (ending in ``suffix``) to write; on normal exit it is renamed
+    over ``path``, on any error it is removed and ``path`` keeps its old contents (if any)."""
+    tmp = f"{temporary_name(path)}{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -39,16 +127,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     On an error the temporary file is removed and ``path`` keeps its old contents (if any).
     """
-    path = os.fspath(path)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with _renamed_into_place(os.fspath(path)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -68,6 +148,32 @@ def file_sha256(path: str | os.PathLike) -> str:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """``obj`` as JSON (indented, keys sorted, a final newline: stable diffs), written atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_model_atomically(model, path: str | os.PathLike) -> str:
+    """``model.save`` to a temporary ``.keras`` name beside ``path``, then renamed over ``path``.
+
+    A reader never sees a half-written ``.keras`` file, and a failed save leaves the old file (if any) and
+    no temporary behind. Keras wants the ``.keras`` suffix on the name it writes, hence the temporary's.
+
+    Args:
+      model: a Keras model (anything with ``save(path)``).
+      path: the destination, ending in ``.keras``.
+
+    Returns:
+      ``path``.
+
+    Example:
+    >>> import keras, os, tempfile
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> path = save_model_atomically(model, os.path.join(tempfile.mkdtemp(), "m.keras"))
+    >>> os.listdir(os.path.dirname(path))
+    ['m.keras']
+    """
+    path = os.fspath(path)
+    with _renamed_into_place(path, ".keras") as tmp:
+        model.save(tmp)
+    return path
 
 
 @contextlib.contextmanager

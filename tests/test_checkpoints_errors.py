@@ -11,8 +11,8 @@ import pytest
 from test_checkpoints_common import copy_fixture
 
 from keras_distil.models import hf_folder
-from keras_distil.models.checkpoint_io import CheckpointError, SafetensorsFile, write_safetensors
-from keras_distil.models.checkpoints import load_teacher, save_student
+from keras_distil.models.checkpoint_formats import load_teacher, save_student
+from keras_distil.models.tensor_store import CheckpointError, SafetensorsFile, write_safetensors
 
 QUERY = "bert.encoder.layer.1.attention.self.query.weight"
 

@@ -21,9 +21,9 @@ from test_checkpoints_common import (
 )
 
 from keras_distil.config import DistillConfig
-from keras_distil.models.checkpoint_io import CheckpointError, write_safetensors
-from keras_distil.models.checkpoints import load_teacher, read_tokenizer_settings
+from keras_distil.models.checkpoint_formats import load_teacher, read_tokenizer_settings
 from keras_distil.models.hf_folder import read_hf_folder
+from keras_distil.models.tensor_store import CheckpointError, write_safetensors
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -47,7 +47,7 @@ def test_pooler_is_loaded():
 def test_legacy_names_and_decoder_tensors(tmp_path):
     """bert-base-uncased style: LayerNorm gamma/beta, the bias saved as decoder.bias, the tied decoder
     weight written out. Same numbers as the modern names."""
-    from keras_distil.models.checkpoint_io import SafetensorsFile
+    from keras_distil.models.tensor_store import SafetensorsFile
 
     folder = copy_fixture("bert_mlm", str(tmp_path / "legacy"))
     path = os.path.join(folder, "model.safetensors")
@@ -65,7 +65,7 @@ def test_legacy_names_and_decoder_tensors(tmp_path):
 
 
 def test_untied_decoder_is_refused(tmp_path):
-    from keras_distil.models.checkpoint_io import SafetensorsFile
+    from keras_distil.models.tensor_store import SafetensorsFile
 
     folder = copy_fixture("bert_mlm", str(tmp_path / "untied"))
     path = os.path.join(folder, "model.safetensors")

@@ -16,12 +16,12 @@ from conftest import require
 from test_checkpoints_common import TOLERANCE, fixture, parity, reference, reference_feed, tokenizer_reference
 
 from keras_distil.cli.convert import add_convert_parser
-from keras_distil.models.checkpoint_io import SafetensorsFile
-from keras_distil.models.checkpoints import (
+from keras_distil.models.checkpoint_formats import (
     convert_checkpoint,
     load_teacher,
     save_student,
 )
+from keras_distil.models.tensor_store import SafetensorsFile
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_keras_hub_preset_exact(source, bert, distilbert, tmp_path):
     assert back.format == "keras_hub" and back.model_type == loaded.model_type
     assert back.tokenizer.vocab == loaded.tokenizer.vocab
     assert (back.lowercase, back.strip_accents) == (loaded.lowercase, loaded.strip_accents)
-    assert "import keras_distil.models.checkpoints" in open(os.path.join(dst, "README.md")).read()
+    assert "import keras_distil.models.checkpoint_formats" in open(os.path.join(dst, "README.md")).read()
     assert max(parity(back.model, source).values()) <= TOLERANCE
 
 

@@ -1,5 +1,5 @@
 """Encoder-only teachers end to end: a head-less Hugging Face ``BertModel`` folder with sentence-transformers
-files (a sentence-embedding model) distilled with recipes/sentence-embedding.json, the student saved,
+files (a sentence-embedding model) distilled with keras_distil/recipes/sentence-embedding.json, the student saved,
 reloaded and compared with the teacher by ``keras-distil evaluate``. Plumbing only (the teacher is random);
 the quality claim on a real teacher is tests/test_real_teacher.py. About a minute on two busy cores: slow."""
 
@@ -16,12 +16,12 @@ from keras_distil.cli.evaluate import main as evaluate_main
 from keras_distil.config import load_recipe
 from keras_distil.data.tokenize import SPECIAL_TOKENS
 from keras_distil.models.bert import BertMLM, build_mlm_model
-from keras_distil.models.checkpoints import load_teacher, save_student
+from keras_distil.models.checkpoint_formats import load_teacher, save_student
 from keras_distil.models.pooling import SentencePooling
 from keras_distil.models.tokenizer_settings import TokenizerSettings
 
 pytestmark = pytest.mark.slow
-RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes",
+RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_distil", "recipes",
                       "sentence-embedding.json")
 # 300 pronounceable words: syllable pairs, each one WordPiece token of the vocabulary.
 SYLLABLES = [c + v for c in "bdfgklmnprst" for v in "aeiou"]

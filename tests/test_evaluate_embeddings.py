@@ -422,7 +422,7 @@ def test_real_teacher_against_itself_and_its_copied_student(tmp_path, capsys):
     layers 0, 2, 4 (figures strictly inside (0, 1)), the teacher side recomputed with sentence-transformers."""
     SentenceTransformer = require("sentence_transformers").SentenceTransformer
 
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     path = real_teacher_path()
     assert len(set(SENTENCES)) == len(SENTENCES) == 64

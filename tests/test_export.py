@@ -224,7 +224,7 @@ def test_run_folder_as_the_trainer_leaves_it(export_run, tmp_path):
     import shutil
 
     from keras_distil.export.source import resolve_source
-    from keras_distil.models.checkpoints import save_student
+    from keras_distil.models.checkpoint_formats import save_student
     from keras_distil.models.tokenizer_settings import TokenizerSettings
 
     trained = tmp_path / "my-run"
@@ -292,7 +292,7 @@ def _parse(argv):
 
 @pytest.mark.parametrize("fmt", ["hf", "keras_hub"])
 def test_checkpoint_formats_reload_to_the_same_model(export_run, export_student, tmp_path, fmt):
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     result = export(export_run, fmt, out=str(tmp_path), name="tiny", version=3)
     assert result.path == str(tmp_path / "tiny" / fmt / "3")

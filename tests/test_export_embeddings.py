@@ -22,7 +22,7 @@ from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer
 from keras_distil.export import ExportError, export
 from keras_distil.export.tflite import LiteModel
 from keras_distil.models.bert import build_mlm_model
-from keras_distil.models.checkpoints import CheckpointError, load_teacher, save_student
+from keras_distil.models.checkpoint_formats import CheckpointError, load_teacher, save_student
 from keras_distil.models.pooling import SentencePooling, pool_hidden_states
 from keras_distil.models.tokenizer_settings import TokenizerSettings
 

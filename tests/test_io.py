@@ -1,16 +1,20 @@
-"""keras_distil.io: atomic file writes and the staged folder swapped in atomically."""
+"""keras_distil.files: atomic file writes and the staged folder swapped in atomically."""
 
 import json
 import os
 
 import pytest
 
-from keras_distil.io import (
+from keras_distil.files import (
     DestinationError,
+    FileReadError,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    read_json,
+    save_model_atomically,
     staged_folder,
+    try_read_json,
 )
 
 
@@ -123,3 +127,44 @@ def test_errors_are_raised_as_the_callers_type(tmp_path):
     with pytest.raises(MyError, match=f"{blocker / 'sub'}: cannot be written"):
         with staged_folder(blocker / "sub", error=MyError):  # its parent is a file
             pass
+
+
+def test_read_json_names_the_file_as_the_callers_error(tmp_path):
+    class MyError(ValueError):
+        pass
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good) == {"a": [1, 2]} == read_json(good, expect=dict) == try_read_json(good)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(MyError, match=rf"{bad}: not valid JSON \(a test file\): Expecting"):
+        read_json(bad, "a test file", error=MyError)
+    with pytest.raises(FileReadError, match=rf"{tmp_path / 'missing.json'}: no such file"):
+        read_json(tmp_path / "missing.json")
+    with pytest.raises(FileReadError, match=rf"{good}: expected a JSON list at the top level, got dict"):
+        read_json(good, expect=list)
+    with pytest.raises(FileReadError, match=rf"{tmp_path}: cannot be read"):
+        read_json(tmp_path)  # a folder
+    assert try_read_json(bad) is None and try_read_json(tmp_path / "missing.json") is None
+    assert try_read_json(good, expect=list) is None
+
+
+def test_keras_model_is_saved_atomically(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = str(tmp_path / "m.keras")
+    assert save_model_atomically(model, path) == path
+    assert _listing(tmp_path) == ["m.keras"]
+    assert keras.saving.load_model(path).count_params() == model.count_params()
+
+    class Failing:
+        def save(self, name):
+            with open(name, "w") as f:
+                f.write("half")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_model_atomically(Failing(), path)
+    assert _listing(tmp_path) == ["m.keras"]  # the old file kept, no temporary left

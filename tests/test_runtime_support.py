@@ -74,7 +74,7 @@ def read_events(logdir) -> dict:
 def save_confident_teacher(folder, vocab_folder, dropout: float = 0.0) -> str:
     """The confident teacher written as a KerasHub preset (with ``vocab_folder``'s vocab.txt) for runs from
     text files; ``dropout``: recorded in its config (the student inherits it; the teacher runs in inference)."""
-    from keras_distil.models.checkpoints import save_student
+    from keras_distil.models.checkpoint_formats import save_student
 
     model = BertMLM(dict(TINY_MODEL, dropout=dropout), name="teacher")
     for variable, value in zip(model.weights, confident_teacher_model().weights, strict=True):

@@ -1,11 +1,11 @@
 """``keras-distil convert SRC DST --to hf|keras_hub|sentence_transformers``: the thin CLI over
-:func:`keras_distil.models.checkpoints.convert_checkpoint`."""
+:func:`keras_distil.models.checkpoint_formats.convert_checkpoint`."""
 
 from __future__ import annotations
 
 import argparse
 
-from keras_distil.models.checkpoints import FORMATS, convert_checkpoint
+from keras_distil.models.checkpoint_formats import FORMATS, convert_checkpoint
 
 
 def add_convert_parser(subparsers) -> argparse.ArgumentParser:

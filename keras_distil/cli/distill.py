@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from keras_distil.config import shipped_recipes
 from keras_distil.training.strategy import STRATEGIES
 
 EPILOG = """\
@@ -21,7 +22,9 @@ with TF_CONFIG set (docs/distributed.md); TPU: --strategy tpu --tpu local|NAME|g
 
 
 def _add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--recipe", metavar="FILE.json", help="recipe JSON file (default: built-in defaults)")
+    parser.add_argument("--recipe", metavar="FILE.json", help="recipe JSON file, or the name of a shipped recipe ("
+                                                              f"{', '.join(shipped_recipes())}); default: built-in "
+                                                              "defaults")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one knob, e.g. --set train.steps=1000 --set data.batch_size=64 "
                              "(VALUE is JSON, else a string); repeatable, applied last")

@@ -11,7 +11,7 @@ from keras_distil.cli import command_main
 from keras_distil.config import ConfigError
 from keras_distil.evaluation.loop import EVAL_SEED, MAX_TEXTS, evaluate_checkpoints
 from keras_distil.evaluation.report import format_report
-from keras_distil.io import atomic_write_json
+from keras_distil.files import atomic_write_json
 
 
 def _named(spec: str, default: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ import keras
 
 from keras_distil.cli import command_main
 from keras_distil.config import ConfigError
+from keras_distil.files import atomic_write_json, save_model_atomically
 from keras_distil.finetune.classifier import POOLINGS, TextClassifier
 from keras_distil.finetune.data import (
     TaskData,
@@ -23,7 +24,6 @@ from keras_distil.finetune.data import (
     load_tfds_classification,
 )
 from keras_distil.finetune.train import accuracy, distill_classifier, finetune_classifier
-from keras_distil.io import atomic_write_json
 
 LABELS_FILE, REPORT_FILE = "labels.json", "finetune_report.json"
 
@@ -81,19 +81,12 @@ def _tokenizer(args, loaded):
     settings = loaded.tokenizer
     if settings is None:
         raise ConfigError(f"{loaded.source}: carries no vocabulary; pass --vocab")
-    return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
-                              vocab_file=settings.vocab_file)
-
-
-def _save(model, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    return WordPieceTokenizer.from_settings(settings)
 
 
 def _teacher_classifier(args, train_ds, num_classes):
     """A fine-tuned teacher: loaded when --teacher is a classifier .keras, else fine-tuned here."""
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     if args.teacher.endswith(".keras"):
         obj = keras.saving.load_model(args.teacher, compile=False, safe_mode=True)
@@ -105,12 +98,12 @@ def _teacher_classifier(args, train_ds, num_classes):
     encoder = load_teacher(args.teacher, require_mlm_head=False).model
     teacher = TextClassifier(encoder, num_classes, args.pooling, args.dropout)
     finetune_classifier(teacher, train_ds, args.epochs, args.learning_rate)
-    _save(teacher, os.path.join(args.out, "teacher_classifier.keras"))
+    save_model_atomically(teacher, os.path.join(args.out, "teacher_classifier.keras"))
     return teacher
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     keras.utils.set_random_seed(args.seed)
     task = _load_task(args)
@@ -140,7 +133,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     report["test_accuracy"] = accuracy(classifier, test_ds)
     if "teacher_test_accuracy" in report and report["teacher_test_accuracy"]:
         report["retention"] = report["test_accuracy"] / report["teacher_test_accuracy"]
-    _save(classifier, os.path.join(args.out, "classifier.keras"))
+    save_model_atomically(classifier, os.path.join(args.out, "classifier.keras"))
     atomic_write_json(os.path.join(args.out, REPORT_FILE), report)
     line = f"test accuracy {report['test_accuracy']:.4f} on {report['test_examples']} examples"
     if "teacher_test_accuracy" in report:

@@ -17,7 +17,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="text files or globs (one document per line), or tfds:NAME[:SPLIT[:TEXT_KEY]]")
     parser.add_argument("--out", required=True, help="output folder for the shards, token_counts.json, manifest.json")
     parser.add_argument("--vocab", help="WordPiece vocab.txt (default: the recipe's data.vocab_file)")
-    parser.add_argument("--config", help="a recipe JSON file; its 'data' section is used")
+    parser.add_argument("--config", help="a recipe JSON file, or a shipped recipe's name (e.g. "
+                                         "distilbert-base-uncased); its 'data' section is used")
     parser.add_argument("--num-shards", type=int, default=8)
     parser.add_argument("--max-len", type=int)
     parser.add_argument("--min-len", type=int)
@@ -29,9 +30,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def _config_from_args(args):
-    from keras_distil.config import DataConfig, load_json
+    from keras_distil.config import DataConfig, load_json, recipe_path
 
-    data = dict(load_json(args.config).get("data", {})) if args.config else {}
+    data = dict(load_json(recipe_path(args.config)).get("data", {})) if args.config else {}
     for key in ("max_len", "min_len", "document_separator", "invalid_utf8", "lowercase"):
         value = getattr(args, key)
         if value is not None:

@@ -49,7 +49,7 @@ def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args):
-    from keras_distil.config import ConfigError
+    from keras_distil.config import ConfigError, override_fields
     from keras_distil.quickstart.run import QuickstartSettings, steps_for_budget
 
     changes = {"out": args.out, "vocab": args.vocab, "export": not args.no_export}
@@ -61,26 +61,7 @@ def settings_from_args(args):
             if value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')}: got {value}; accepted: an integer >= 1")
             changes[key] = value
-    return override(dataclasses.replace(QuickstartSettings(), **changes), args.overrides)
-
-
-def override(settings, items: list[str]):
-    """``settings`` with ``KNOB=VALUE`` items applied; unknown knobs and wrong types raise ConfigError."""
-    from keras_distil.config import ConfigError, parse_override
-
-    fields = {f.name: f for f in dataclasses.fields(settings)}
-    changes = {}
-    for item in items:
-        path, value = parse_override(item)
-        name = ".".join(path)
-        if name not in fields:
-            raise ConfigError(f"--set {item!r}: unknown knob {name}; accepted: {', '.join(sorted(fields))}")
-        default = getattr(type(settings)(), name)
-        if default is not None and value is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)):
-            raise ConfigError(f"--set {item!r}: {name} takes a {type(default).__name__}, got {value!r}")
-        changes[name] = value
-    return dataclasses.replace(settings, **changes)
+    return override_fields(dataclasses.replace(QuickstartSettings(), **changes), args.overrides)
 
 
 def run_quickstart(args) -> int:

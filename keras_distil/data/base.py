@@ -1,10 +1,9 @@
 """Shared pieces of the data package: its error type, corpus counters and JSON reading.
 
-The atomic file writes live in :mod:`keras_distil.io`; they stay importable from here."""
+The atomic file writes live in :mod:`keras_distil.files`; they stay importable from here."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -12,8 +11,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_distil import files
 from keras_distil.errors import KerasDistilError
-from keras_distil.io import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: F401 - re-exported
+from keras_distil.files import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: F401 - re-exported
 
 logger = logging.getLogger("keras_distil.data")
 
@@ -70,11 +70,5 @@ def is_blank(text: tf.Tensor) -> tf.Tensor:
 
 
 def read_json(path: str, what: str) -> Any:
-    """Read a JSON file; errors name the file and say what it was expected to be."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file ({what})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({what}): {e}") from None
+    """Read a JSON file; errors (:class:`DataError`) name the file and say what it was expected to be."""
+    return files.read_json(path, what, error=DataError)

@@ -27,7 +27,6 @@ Each selected position is then replaced by [MASK] with probability ``word_mask``
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_distil.data.base import DataError
+from keras_distil.files import read_json
 
 _CAP_ITERATIONS = 8  # rounds of capping inclusion probabilities at 1; each round can only add capped tokens
 
@@ -61,13 +61,7 @@ class MaskingSpec:
 def load_token_counts(path: str | os.PathLike, vocab_size: int | None = None) -> np.ndarray:
     """Token counts from ``token_counts.json``: a list of V ints, or an object with a ``counts`` list."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such token-counts file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON: {e}") from None
+    data = read_json(path, "token counts", error=DataError)
     counts = data.get("counts") if isinstance(data, dict) else data
     if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
         raise DataError(f"{path}: expected a list of non-negative integer counts (or an object with 'counts')")

@@ -23,7 +23,6 @@ Documents are then cut into training sequences (:func:`split_into_sequences`).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_distil.data.base import DataError, DataStats, is_blank
+from keras_distil.files import read_json
+from keras_distil.models.tokenizer_settings import TokenizerSettings
 
 logger = logging.getLogger("keras_distil.data")
 
@@ -79,11 +80,7 @@ def read_tokenizer_config(path: str | os.PathLike) -> dict:
         path = os.path.join(path, "tokenizer_config.json")
     if not os.path.exists(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON: {e}") from None
+    data = read_json(path, expect=dict, error=DataError)
     out = {}
     if "do_lower_case" in data:
         out["lowercase"] = bool(data["do_lower_case"])
@@ -136,6 +133,31 @@ class WordPieceTokenizer(tf.Module):
                         strip_accents: bool | None = None) -> WordPieceTokenizer:
         vocab_file = os.fspath(vocab_file)
         return cls(load_vocab(vocab_file), lowercase, strip_accents, vocab_file=vocab_file)
+
+    @classmethod
+    def from_settings(cls, settings: TokenizerSettings) -> WordPieceTokenizer:
+        """The tokenizer of a checkpoint's tokenizer settings: its vocabulary, lower-casing and accent
+        stripping, so that text gets the ids the checkpoint was trained on.
+
+        Args:
+          settings: a :class:`~keras_distil.models.tokenizer_settings.TokenizerSettings` (``vocab``,
+            ``lowercase``, ``strip_accents``, ``vocab_file``), e.g. ``load_teacher(path).tokenizer``.
+
+        Raises :class:`DataError` naming the vocabulary file for a vocabulary without the special tokens or
+        with a duplicate token.
+
+        Example:
+        >>> vocab = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello")
+        >>> tokenizer = WordPieceTokenizer.from_settings(TokenizerSettings(vocab, True, True))
+        >>> tokenizer.tokenize(["Hello"]).to_list()
+        [[5]]
+        """
+        return cls(list(settings.vocab), settings.lowercase, settings.strip_accents, vocab_file=settings.vocab_file)
+
+    def settings(self) -> TokenizerSettings:
+        """This tokenizer's vocabulary, case and accent rules as :class:`TokenizerSettings` (what
+        :meth:`from_settings` takes and the checkpoint writers record)."""
+        return TokenizerSettings(tuple(self.vocab), self.lowercase, self.strip_accents, self.vocab_file)
 
     @classmethod
     def from_config(cls, data_config, teacher_dir: str | os.PathLike | None = None) -> WordPieceTokenizer:

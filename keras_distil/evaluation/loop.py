@@ -226,7 +226,7 @@ def load_models(paths: dict[str, str]):
     """``(models, tokenizer settings)`` of checkpoints by name (``load_teacher``: HF folder, KerasHub preset
     or .keras; encoder-only checkpoints load without a head); the tokenizer is the first checkpoint's that
     carries one (None when none does)."""
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     models, tokenizer = {}, None
     for name, path in paths.items():
@@ -244,8 +244,7 @@ def make_tokenizer(settings=None, vocab_file: str | None = None, lowercase: bool
         return WordPieceTokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
     if settings is None:
         raise ConfigError("evaluate: no checkpoint carries a vocabulary (a .keras file of a BertMLM); pass --vocab")
-    return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
-                              vocab_file=settings.vocab_file)
+    return WordPieceTokenizer.from_settings(settings)
 
 
 def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None = None, vocab_file: str | None = None,

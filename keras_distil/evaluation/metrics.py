@@ -38,13 +38,6 @@ def agreement_sums(teacher_logits, model_logits, mask_weights) -> dict[str, floa
     return {"agree": float(tf.reduce_sum(tf.cast(same, tf.float32) * w)), "kl": float(tf.reduce_sum(kl * w))}
 
 
-def mean_pool(hidden, padding_mask):
-    """Mean of the hidden states [B, L, H] over the non-pad tokens: [B, H]."""
-    mask = tf.cast(padding_mask, tf.float32)[..., None]
-    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(hidden, tf.float32) * mask, axis=1),
-                                 tf.reduce_sum(mask, axis=1))
-
-
 def row_cosines(a, b) -> np.ndarray:
     """``cos(a[..., :], b[..., :])`` along the last axis, in float64: ``dot / sqrt(|a|^2 |b|^2)``.
 

@@ -5,11 +5,11 @@ distillation added to where the student started (:func:`add_copied_reference`, o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from keras_distil.config import ConfigError
+from keras_distil.files import try_read_json
 
 logger = logging.getLogger("keras_distil.evaluate")
 
@@ -35,11 +35,8 @@ def run_student_layers(model_path: str | None) -> list[int] | None:
             os.path.basename(os.path.dirname(path)) != "student":
         return None
     config = os.path.join(os.path.dirname(os.path.dirname(path)), "config.json")
-    try:
-        with open(config, encoding="utf-8") as f:
-            layers = json.load(f).get("distill", {}).get("student_layers")
-    except (OSError, ValueError, AttributeError):
-        return None
+    distill = (try_read_json(config) or {}).get("distill")
+    layers = distill.get("student_layers") if isinstance(distill, dict) else None
     if isinstance(layers, list) and layers and all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
         return layers
     return None

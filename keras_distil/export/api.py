@@ -109,7 +109,7 @@ def _calibration(source: Source, sources: list[str] | None, max_len: int, count:
 
 def _check_sentence_encoder(source: Source) -> None:
     """A sentence-transformers export needs the model's pooling and its vocabulary: refuse early, in one line."""
-    from keras_distil.models.checkpoints import NO_POOLING_FIX
+    from keras_distil.models.checkpoint_formats import NO_POOLING_FIX
 
     if source.model.pooling is None:
         raise ExportError(f"{source.path}: the model has no sentence pooling, so there is no sentence embedding "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from keras_distil import io
+from keras_distil import files
 from keras_distil.errors import KerasDistilError
 
 
@@ -42,6 +42,6 @@ def staged_folder(folder: str, overwrite: bool = False) -> contextlib.AbstractCo
     """Yield an empty temporary sibling of ``folder``; on normal exit it replaces ``folder``.
 
     On any exception the temporary folder is removed and ``folder`` keeps its old contents (if any).
-    The destination is checked first (:func:`check_destination`); the swap is :func:`keras_distil.io.staged_folder`.
+    The destination is checked first (:func:`check_destination`); the swap is :func:`keras_distil.files.staged_folder`.
     """
-    return io.staged_folder(check_destination(folder, overwrite), overwrite, error=ExportError)
+    return files.staged_folder(check_destination(folder, overwrite), overwrite, error=ExportError)

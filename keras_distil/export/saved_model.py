@@ -25,6 +25,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_distil import compat
 from keras_distil.export.errors import ExportError
 from keras_distil.models.pooling import pool_hidden_states
 
@@ -126,8 +127,8 @@ def _drop_duplicate_variable_lists(archive) -> None:
     (``_all_variables``, filled at ``write_out``). Serving and conversion use only the captured ones; the
     export's reload-and-compare check proves nothing is lost.
     """
-    trackable = getattr(archive, "_tf_trackable", None)
-    if trackable is None:  # a future Keras without these internals: keep its default (larger) layout
+    trackable = compat.export_archive_trackable(archive)
+    if trackable is None:  # a Keras without these internals: keep its default (larger) layout
         return
     for attr in ("variables", "trainable_variables", "non_trainable_variables"):
         if isinstance(getattr(trackable, attr, None), list):

@@ -7,7 +7,7 @@ SRC is one of:
   that preset / folder, else from the run's ``config.json`` (``data.vocab_file``, ``lowercase``,
   ``strip_accents``);
 * a student file (``.keras``), a KerasHub preset folder or a Hugging Face folder (read with
-  :func:`keras_distil.models.checkpoints.load_teacher`).
+  :func:`keras_distil.models.checkpoint_formats.load_teacher`).
 
 An explicit ``vocab`` (``--vocab``) always wins. A source without a vocabulary can still be exported
 with ids only (``text=False``).
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 
 from keras_distil.config import ConfigError, DataConfig
 from keras_distil.export.errors import ExportError
-from keras_distil.models.checkpoint_io import CheckpointError
-from keras_distil.models.checkpoints import load_teacher
+from keras_distil.files import read_json, try_read_json
+from keras_distil.models.checkpoint_formats import load_teacher
+from keras_distil.models.tensor_store import CheckpointError
 from keras_distil.models.tokenizer_settings import TokenizerSettings, read_tokenizer_settings
 
 RUN_CONFIG = "config.json"
@@ -47,11 +47,7 @@ def _read_run_config(run_dir: str) -> tuple[DataConfig | None, list[str] | None]
     path = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.isfile(path):
         return None, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{path}: not readable JSON ({e})") from None
+    config = read_json(path, "a run's config", expect=dict, error=ExportError)
     section = config.get("data") if isinstance(config.get("data"), dict) else None
     try:
         data = DataConfig.from_dict(section) if section is not None else None
@@ -97,8 +93,7 @@ def _tokenizer_near(student_dir: str) -> TokenizerSettings | None:
         preset_vocab = os.path.join(folder, "assets", "tokenizer", "vocabulary.txt")
         preset_config = os.path.join(folder, "tokenizer.json")
         if os.path.isfile(preset_vocab) and os.path.isfile(preset_config):
-            with open(preset_config, encoding="utf-8") as f:
-                cfg = json.load(f).get("config", {})
+            cfg = read_json(preset_config, "a KerasHub tokenizer", expect=dict, error=ExportError).get("config", {})
             with open(preset_vocab, encoding="utf-8") as f:
                 vocab = tuple(line.rstrip("\n") for line in f)
             lower = bool(cfg.get("lowercase", True))
@@ -163,10 +158,6 @@ def resolve_source(src: str, vocab: TokenizerSettings | None = None) -> Source:
 
 def _is_checkpoint_folder(folder: str) -> bool:
     """A KerasHub preset or a Hugging Face folder (both have config.json, as a run folder does)."""
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and ("registered_name" in config or "model_type" in config
-                                         or "architectures" in config)
+    config = try_read_json(os.path.join(folder, "config.json"))
+    return config is not None and ("registered_name" in config or "model_type" in config
+                                   or "architectures" in config)

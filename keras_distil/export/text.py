@@ -43,8 +43,7 @@ CHECK_SENTENCES = (
 def training_tokenizer(settings: TokenizerSettings) -> WordPieceTokenizer:
     """The data pipeline's tokenizer for these settings (same vocabulary, case and accent handling)."""
     try:
-        return WordPieceTokenizer(list(settings.vocab), settings.lowercase, settings.strip_accents,
-                                  vocab_file=settings.vocab_file)
+        return WordPieceTokenizer.from_settings(settings)
     except (DataError, RuntimeError) as e:  # tensorflow-text raises RuntimeError for duplicate tokens
         raise ExportError(f"{settings.vocab_file or 'vocabulary'}: {e}") from None
 

@@ -136,11 +136,11 @@ def write_tflite(model, folder: str, plan: ExportPlan) -> dict:
 
 def write_checkpoint(fmt: str):
     """A writer for ``hf`` / ``keras_hub`` / ``sentence_transformers``: the checkpoints module writes, we
-    reload (:func:`~keras_distil.models.checkpoints.load_teacher`) and compare on the fixed batch; for
+    reload (:func:`~keras_distil.models.checkpoint_formats.load_teacher`) and compare on the fixed batch; for
     ``sentence_transformers`` the sentence embeddings too (the reloaded model pooled as its files say)."""
 
     def write(model, folder: str, plan: ExportPlan) -> dict:
-        from keras_distil.models.checkpoints import CheckpointError, load_teacher, save_student
+        from keras_distil.models.checkpoint_formats import CheckpointError, load_teacher, save_student
 
         try:
             save_student(model, folder, fmt, tokenizer=plan.tokenizer, overwrite=True)

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_distil.config import ConfigError
-from keras_distil.evaluation.metrics import mean_pool
+from keras_distil.models.pooling import SentencePooling, pool_hidden_states
 
 POOLINGS = ("mean", "cls")
 
@@ -35,7 +35,7 @@ class TextClassifier(keras.Model):
     def call(self, inputs, training=None):
         inputs = {k: v for k, v in inputs.items() if k in ("token_ids", "padding_mask", "segment_ids")}
         hidden = self.encoder(inputs, training=training, return_logits=False)["hidden"]
-        pooled = mean_pool(hidden, inputs["padding_mask"]) if self.pooling == "mean" else hidden[:, 0]
+        pooled = pool_hidden_states(hidden, inputs["padding_mask"], SentencePooling(self.pooling))
         return self.head(self.dropout(tf.cast(pooled, self.compute_dtype), training=training))
 
     def get_config(self):

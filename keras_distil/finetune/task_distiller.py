@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_distil import losses
 from keras_distil.config import ConfigError
+from keras_distil.replicas import num_replicas
 
 
 def task_distillation_loss(student_logits, teacher_logits, labels, temperature: float = 2.0,
@@ -59,7 +60,7 @@ class TaskDistiller(keras.Model):
         inputs, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         teacher_logits = tf.stop_gradient(self.teacher(inputs, training=False))
         variables = self.student.trainable_variables
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync  # a custom loss is not scaled by Keras
+        replicas = num_replicas()  # a custom loss is not scaled by Keras
         with tf.GradientTape() as tape:
             logits = self.student(inputs, training=True)
             total, terms = task_distillation_loss(logits, teacher_logits, labels, self.temperature,

@@ -17,6 +17,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from keras_distil import compat
 from keras_distil.config import ModelConfig
 from keras_distil.models.pooling import SentencePooling
 
@@ -74,14 +75,16 @@ def use_hf_numerics(backbone: keras_hub.models.BertBackbone, layer_norm_eps: flo
 
     The functional backbone re-runs each layer's ``call`` on every forward pass, and ``Dense.call`` and
     ``LayerNormalization.call`` read ``activation`` / ``epsilon`` at call time, so patching built layers
-    is enough. ``BertMLM.from_config`` re-applies it, so saved models keep the numerics.
+    is enough. ``BertMLM.from_config`` re-applies it, so saved models keep the numerics. The layers'
+    parts are private in KerasHub: :func:`keras_distil.compat.transformer_encoder_parts` checks them.
     """
     backbone.embeddings_layer_norm.epsilon = layer_norm_eps
     for layer in backbone.transformer_layers:
+        intermediate_dense, attention_norm, feedforward_norm = compat.transformer_encoder_parts(layer)
         layer.activation = exact_gelu
-        layer._feedforward_intermediate_dense.activation = exact_gelu
-        layer._self_attention_layer_norm.epsilon = layer_norm_eps
-        layer._feedforward_layer_norm.epsilon = layer_norm_eps
+        intermediate_dense.activation = exact_gelu
+        attention_norm.epsilon = layer_norm_eps
+        feedforward_norm.epsilon = layer_norm_eps
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)

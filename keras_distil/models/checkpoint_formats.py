@@ -1,4 +1,6 @@
-"""Teachers in, students out: Hugging Face folders, KerasHub presets and ``.keras`` files.
+"""Model checkpoint formats: teachers in, students out as Hugging Face folders, KerasHub presets and
+``.keras`` files (the files underneath: :mod:`.tensor_store`; a training run's own resume checkpoints:
+:mod:`keras_distil.training.resume`).
 
 Public API:
 
@@ -34,7 +36,6 @@ import numpy as np
 
 from keras_distil.config import DistillConfig
 from keras_distil.models.bert import BertMLM
-from keras_distil.models.checkpoint_io import CheckpointError
 from keras_distil.models.hf_folder import WRITE_TOLERANCE, read_hf_folder, write_hf_folder
 from keras_distil.models.keras_hub_preset import (
     from_keras_hub_model,
@@ -44,6 +45,7 @@ from keras_distil.models.keras_hub_preset import (
 )
 from keras_distil.models.parity import reference_inputs
 from keras_distil.models.pooling import PoolingError, pool_hidden_states, read_sentence_pooling
+from keras_distil.models.tensor_store import CheckpointError
 from keras_distil.models.tokenizer_settings import TokenizerSettings, read_tokenizer_settings
 
 __all__ = [

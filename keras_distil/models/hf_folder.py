@@ -17,14 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from keras_distil.files import read_json
 from keras_distil.models.bert import BertMLM
-from keras_distil.models.checkpoint_io import (
-    CheckpointError,
-    TensorStore,
-    atomic_folder,
-    read_json_object,
-    write_safetensors,
-)
 from keras_distil.models.hf_mapping import (
     ALIASES,
     DECODER_WEIGHT,
@@ -38,6 +32,12 @@ from keras_distil.models.hf_mapping import (
 )
 from keras_distil.models.parity import compare_outputs, reference_inputs
 from keras_distil.models.pooling import write_sentence_transformers_files
+from keras_distil.models.tensor_store import (
+    CheckpointError,
+    TensorStore,
+    atomic_folder,
+    write_safetensors,
+)
 from keras_distil.models.tokenizer_settings import (
     TokenizerSettings,
     read_tokenizer_settings,
@@ -54,7 +54,7 @@ def read_hf_config(folder: str) -> dict:
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: missing (a Hugging Face checkpoint folder needs its config.json)")
-    return read_json_object(path)
+    return read_json(path, expect=dict, error=CheckpointError)
 
 
 class _Tensors:

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from keras_distil.config import ConfigError, ModelConfig
-from keras_distil.models.checkpoint_io import CheckpointError
+from keras_distil.models.tensor_store import CheckpointError
 
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
 _PREFIX = {"bert": "bert.", "distilbert": "distilbert."}

@@ -1,6 +1,6 @@
 """KerasHub presets in and out of :class:`BertMLM`.
 
-The decision (numbers in tests/test_checkpoints_keras_hub.py and the module docs of checkpoints.py):
+The decision (numbers in tests/test_checkpoints_keras_hub.py and the module docs of checkpoint_formats.py):
 KerasHub's stock ``BertMaskedLM`` cannot compute Hugging Face BERT: its backbone hard-codes
 tanh-approximate GELU and its ``MaskedLMHead`` LayerNorm epsilon 1e-5, and neither is in the saved
 config. ``DistilBertBackbone`` uses exact GELU, but ``DistilBertMaskedLM``'s head has the same 1e-5.
@@ -12,7 +12,7 @@ So presets are written in one of two flavours:
   ``DistilBertMaskedLM`` / ``MaskedLM`` / ``Backbone``) returns them, with outputs equal to BertMLM's
   (measured difference 0.0; 5.5e-6 (BERT) and 1.2e-5 (DistilBERT) against transformers' logits on the
   test fixtures). The one condition: this module must be imported before ``from_preset`` so Keras knows
-  the class names (``import keras_distil.models.checkpoints`` does it); without it KerasHub raises
+  the class names (``import keras_distil.models.checkpoint_formats`` does it); without it KerasHub raises
   "no class registered with Keras for keras_distil>HFBertBackbone" (the preset's README.md says so). KerasHub tasks other than MaskedLM
   (e.g. ``TextClassifier.from_preset``) find no class for these backbones: build them with
   ``backbone=keras_hub.models.Backbone.from_preset(folder)``.
@@ -29,17 +29,18 @@ for a stock BERT preset that means exact GELU where KerasHub used the tanh appro
 
 from __future__ import annotations
 
-import json
 import os
 
 import keras
 import keras_hub
 import numpy as np
 
+from keras_distil import compat
 from keras_distil.config import ModelConfig
+from keras_distil.files import read_json, try_read_json
 from keras_distil.models.bert import SERIALIZATION_PACKAGE, BertMLM, use_hf_numerics
-from keras_distil.models.checkpoint_io import CheckpointError, atomic_folder
 from keras_distil.models.pooling import write_sentence_transformers_files
+from keras_distil.models.tensor_store import CheckpointError, atomic_folder
 from keras_distil.models.tokenizer_settings import TokenizerSettings
 
 WRITE_TOLERANCE = 1e-5
@@ -66,7 +67,8 @@ class HFDistilBertBackbone(keras_hub.models.DistilBertBackbone):
 
 
 def _hf_head(task) -> None:
-    task.masked_lm_head._intermediate_layer_norm.epsilon = getattr(task.backbone, "layer_norm_epsilon", 1e-12)
+    compat.masked_lm_head_layer_norm(task.masked_lm_head).epsilon = getattr(task.backbone, "layer_norm_epsilon",
+                                                                             1e-12)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -143,9 +145,7 @@ def build_keras_hub_model(model: BertMLM, tokenizer: TokenizerSettings | None, f
     preprocessor = None
     if tokenizer is not None:
         tok_cls, pre_cls = _TOKENIZERS[family]
-        hub_tokenizer = tok_cls(vocabulary=list(tokenizer.vocab), lowercase=tokenizer.lowercase,
-                                strip_accents=tokenizer.strip_accents)
-        preprocessor = pre_cls(hub_tokenizer, sequence_length=cfg.max_position_embeddings)
+        preprocessor = pre_cls(tokenizer.keras_hub_tokenizer(tok_cls), sequence_length=cfg.max_position_embeddings)
     target = backbone if model.mlm_head is None else task_cls(backbone, preprocessor=preprocessor)
     values = _values_for_family(model, family)
     hub_vars = {v.path: v for v in target.weights}
@@ -185,7 +185,7 @@ def _write_readme(folder: str, class_name: str, family: str) -> None:
     stock = "BertMaskedLM" if family == "bert" else "DistilBertMaskedLM"
     text = (f"# keras-distil preset ({class_name})\n\nThe classes in this preset are KerasHub subclasses with "
             "Hugging Face numerics (exact GELU, LayerNorm epsilon 1e-12). Register them before loading:\n\n"
-            "```python\nimport keras_hub\nimport keras_distil.models.checkpoints  # registers keras_distil>HF*\n"
+            "```python\nimport keras_hub\nimport keras_distil.models.checkpoint_formats  # registers keras_distil>HF*\n"
             f"model = keras_hub.models.{stock}.from_preset(\"path/to/this/folder\")\n```\n")
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
@@ -234,19 +234,15 @@ def _check_weights_equal(model: BertMLM, folder: str, family: str) -> None:
 
 def is_keras_hub_preset(folder: str) -> bool:
     """A KerasHub preset's config.json is a serialized Keras object (it has ``registered_name``)."""
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            return "registered_name" in json.load(f)
-    except (OSError, ValueError, TypeError):
-        return False
+    config = try_read_json(os.path.join(folder, "config.json"))
+    return config is not None and "registered_name" in config
 
 
 def _task_class(folder: str):
     path = os.path.join(folder, "task.json")
     if not (os.path.isfile(path) and os.path.isfile(os.path.join(folder, "task.weights.h5"))):
         return None
-    with open(path, encoding="utf-8") as f:
-        name = json.load(f).get("registered_name")
+    name = read_json(path, "a KerasHub task", expect=dict, error=CheckpointError).get("registered_name")
     cls = keras.saving.get_registered_object(name)
     return cls if isinstance(cls, type) and issubclass(cls, keras_hub.models.MaskedLM) else None
 
@@ -308,9 +304,9 @@ def _preset_tokenizer_settings(folder: str) -> TokenizerSettings | None:
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.exists(path):
         return None
+    config = read_json(path, "a KerasHub tokenizer", expect=dict, error=CheckpointError)
     try:
-        with open(path, encoding="utf-8") as f:
-            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
+        tokenizer = keras.saving.deserialize_keras_object(config)
         tokenizer.load_preset_assets(folder)
     except (ValueError, OSError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: not a readable KerasHub tokenizer ({e})") from None

@@ -24,6 +24,7 @@ import os
 import tensorflow as tf
 
 from keras_distil.errors import KerasDistilError
+from keras_distil.files import read_json
 
 POOLING_MODES = ("mean", "cls", "max")
 MODULES_FILE = "modules.json"
@@ -102,14 +103,6 @@ def pool_hidden_states(hidden, padding_mask, pooling: SentencePooling):
 
 # ---- sentence-transformers files -----------------------------------------------------------------------
 
-def _read_json(path: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise PoolingError(f"{path}: not readable JSON ({e})") from None
-
-
 def read_sentence_pooling(folder: str) -> SentencePooling | None:
     """The pooling of a sentence-transformers folder (``modules.json``), or None when there is none.
 
@@ -118,7 +111,7 @@ def read_sentence_pooling(folder: str) -> SentencePooling | None:
     modules_path = os.path.join(folder, MODULES_FILE)
     if not os.path.isfile(modules_path):
         return None
-    modules = _read_json(modules_path)
+    modules = read_json(modules_path, error=PoolingError)
     if not isinstance(modules, list) or not all(isinstance(m, dict) and "type" in m for m in modules):
         raise PoolingError(f"{modules_path}: expected a list of modules with a 'type' each")
     types = [m["type"] for m in modules]
@@ -131,7 +124,7 @@ def read_sentence_pooling(folder: str) -> SentencePooling | None:
         raise PoolingError(f"{modules_path}: modules {', '.join(others)} are not supported (only transformer, "
                            "Pooling and Normalize)")
     config_path = os.path.join(folder, pooling_modules[0].get("path") or POOLING_DIR, "config.json")
-    config = _read_json(config_path)
+    config = read_json(config_path, expect=dict, error=PoolingError)
     used = [key for key in _ST_UNSUPPORTED if config.get(key)]
     modes = [mode for key, mode in _ST_MODE_KEYS.items() if config.get(key)]
     if isinstance(config.get("pooling_mode"), str) and not modes:  # newer files name the mode directly
@@ -142,7 +135,9 @@ def read_sentence_pooling(folder: str) -> SentencePooling | None:
                            "exactly one of mean, CLS or max tokens is")
     normalize = any(t.endswith("models.Normalize") for t in types)
     bert_config_path = os.path.join(folder, "sentence_bert_config.json")
-    length = _read_json(bert_config_path).get("max_seq_length") if os.path.isfile(bert_config_path) else None
+    length = None
+    if os.path.isfile(bert_config_path):
+        length = read_json(bert_config_path, expect=dict, error=PoolingError).get("max_seq_length")
     return SentencePooling(modes[0], normalize, int(length) if isinstance(length, int) else None)
 
 

@@ -1,4 +1,5 @@
-"""Low-level checkpoint file handling: the error type, safetensors reading and writing, atomic folders.
+"""The tensors of a checkpoint folder: safetensors reading (:class:`TensorStore`) and writing, the
+checkpoint error type, atomic checkpoint folders.
 
 Safetensors headers are parsed here rather than by the ``safetensors`` package because the reader must
 (a) never unpickle and never need torch, (b) read bfloat16 tensors into float32 without torch, and
@@ -16,7 +17,7 @@ import struct
 import numpy as np
 
 from keras_distil.errors import KerasDistilError
-from keras_distil.io import staged_folder
+from keras_distil.files import read_json, staged_folder
 
 
 class CheckpointError(KerasDistilError, ValueError):
@@ -124,11 +125,9 @@ class TensorStore:
             raise CheckpointError(missing_weights_message(folder))
 
     def _read_index(self, index_path: str) -> None:
-        try:
-            with open(index_path, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{index_path}: not a safetensors index (needs a 'weight_map'): {e}") from None
+        weight_map = read_json(index_path, "a safetensors index", expect=dict, error=CheckpointError).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index_path}: not a safetensors index (needs a 'weight_map' object)")
         shards: dict[str, SafetensorsFile] = {}
         for name, shard in sorted(weight_map.items()):
             if not isinstance(shard, str) or os.path.basename(shard) != shard or not shard.endswith(".safetensors"):
@@ -160,18 +159,6 @@ class TensorStore:
         return os.path.join(self.folder, files[0] if len(files) == 1 else SAFETENSORS_INDEX)
 
 
-def read_json_object(path: str) -> dict:
-    """A JSON object from ``path``; errors name the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
-
-
 def missing_weights_message(folder: str) -> str:
     """Why a folder has no readable weights; pickle checkpoints get an explanation and the way out."""
     present = [f for f in PICKLE_FILES if os.path.exists(os.path.join(folder, f))]
@@ -200,6 +187,6 @@ def atomic_folder(folder: str, overwrite: bool = False) -> contextlib.AbstractCo
 
     A reader never sees a half-written checkpoint: the folder either keeps its old contents or has all
     the new ones. ``overwrite=False`` refuses to replace an existing non-empty folder. (See
-    :func:`keras_distil.io.staged_folder`; its refusals are raised here as :class:`CheckpointError`.)
+    :func:`keras_distil.files.staged_folder`; its refusals are raised here as :class:`CheckpointError`.)
     """
     return staged_folder(folder, overwrite, error=CheckpointError)

@@ -13,7 +13,8 @@ import dataclasses
 import json
 import os
 
-from keras_distil.models.checkpoint_io import CheckpointError, read_json_object
+from keras_distil.files import read_json
+from keras_distil.models.tensor_store import CheckpointError
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -40,12 +41,15 @@ class TokenizerSettings:
             f.write("".join(token + "\n" for token in self.vocab))
         return path
 
-    def keras_hub_tokenizer(self):
-        """A ``keras_hub.tokenizers.BertTokenizer`` with these settings (gives transformers' ids)."""
-        import keras_hub
+    def keras_hub_tokenizer(self, tokenizer_class=None):
+        """A KerasHub WordPiece tokenizer with these settings (gives transformers' ids): an instance of
+        ``tokenizer_class`` (e.g. ``keras_hub.tokenizers.DistilBertTokenizer``; default ``BertTokenizer``)."""
+        if tokenizer_class is None:
+            import keras_hub
 
-        return keras_hub.tokenizers.BertTokenizer(vocabulary=list(self.vocab), lowercase=self.lowercase,
-                                                  strip_accents=self.strip_accents)
+            tokenizer_class = keras_hub.tokenizers.BertTokenizer
+        return tokenizer_class(vocabulary=list(self.vocab), lowercase=self.lowercase,
+                               strip_accents=self.strip_accents)
 
 
 def _read_vocab_txt(path: str) -> tuple[str, ...]:
@@ -60,7 +64,7 @@ def _read_vocab_txt(path: str) -> tuple[str, ...]:
 
 
 def _from_tokenizer_json(path: str) -> tuple[tuple[str, ...], bool | None, bool | None]:
-    data = read_json_object(path)
+    data = read_json(path, expect=dict, error=CheckpointError)
     model = data.get("model") or {}
     if model.get("type") != "WordPiece":
         raise CheckpointError(f"{path}: model type {model.get('type')!r} is not WordPiece")
@@ -83,7 +87,7 @@ def read_tokenizer_settings(folder: str) -> TokenizerSettings | None:
     vocab = _read_vocab_txt(vocab_path) if os.path.isfile(vocab_path) else None
     lowercase = strip = None
     if os.path.isfile(config_path):
-        tok_config = read_json_object(config_path)
+        tok_config = read_json(config_path, expect=dict, error=CheckpointError)
         lowercase, strip = tok_config.get("do_lower_case"), tok_config.get("strip_accents")
     if os.path.isfile(json_path):
         json_vocab, json_lower, json_strip = _from_tokenizer_json(json_path)

@@ -51,7 +51,7 @@ def evaluate_students(checkpoints: dict[str, str], corpus_paths: dict, vocab_fil
     from keras_distil.config import DataConfig
     from keras_distil.data.tokenize import WordPieceTokenizer
     from keras_distil.evaluation.loop import evaluate_models, heldout_batches
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
 
     tokenizer = WordPieceTokenizer.from_vocab_file(vocab_file)
     config = DataConfig.from_dict({**data_section, "vocab_file": vocab_file})

@@ -12,6 +12,7 @@ import glob
 import os
 
 from keras_distil.data.base import atomic_write_bytes
+from keras_distil.errors import KerasDistilError
 
 ROWS = (("teacher", "teacher"), ("distill", "distilled student"), ("baseline", "scratch baseline"))
 
@@ -34,13 +35,28 @@ def read_scalars(logdir: str, tags: tuple[str, ...] = ("loss/mlm", "loss/total")
     return {tag: sorted(points.items()) for tag, points in series.items() if points}
 
 
+class MissingExtraError(KerasDistilError, ImportError):
+    """An optional dependency of the quickstart is not installed; the message names the pip command."""
+
+
+def require_matplotlib():
+    """matplotlib, set to its Agg backend (no display). It is the ``quickstart`` extra, not a dependency of
+    the library: missing, :class:`MissingExtraError` says how to install it (checked before the first stage,
+    so that a run does not train for minutes and then fail at its report)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise MissingExtraError(f"the quickstart report draws its loss curves with matplotlib, which is not "
+                                f"installed ({e}): pip install 'keras-distil[quickstart]'") from None
+    matplotlib.use("Agg")
+    return matplotlib
+
+
 def plot_curves(curves: dict[str, dict[str, list]], path: str, title: str = "masked-LM loss") -> str:
     """Draw ``{run label: {tag: points}}`` into a PNG at ``path`` (written atomically)."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require_matplotlib()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)

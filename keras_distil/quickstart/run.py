@@ -158,7 +158,7 @@ def corpus_stage(settings: QuickstartSettings) -> Stage:
 
 
 def vocab_stage(settings: QuickstartSettings) -> Stage:
-    from keras_distil.io import file_sha256
+    from keras_distil.files import file_sha256
     from keras_distil.quickstart.vocab import VocabSettings
 
     if settings.vocab:
@@ -286,7 +286,11 @@ def quickstart_stages(settings: QuickstartSettings) -> list[Stage]:
 
 
 def run_quickstart_pipeline(settings: QuickstartSettings, fresh: bool = False, echo=print) -> dict:
-    """Run (or reuse) every stage; returns ``{stage: StageResult}`` with the report's paths under ``report``."""
+    """Run (or reuse) every stage; returns ``{stage: StageResult}`` with the report's paths under ``report``.
+    A missing optional dependency of the report (matplotlib) is an error before the first stage."""
+    from keras_distil.quickstart.report import require_matplotlib
+
+    require_matplotlib()
     pipeline = Pipeline(settings.out, fresh=fresh, echo=echo)
     for stage in quickstart_stages(settings):
         pipeline.run(stage)

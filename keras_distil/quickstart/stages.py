@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from keras_distil.data.base import atomic_write_json
 from keras_distil.errors import KerasDistilError
+from keras_distil.files import try_read_json
 
 logger = logging.getLogger("keras_distil.quickstart")
 
@@ -67,15 +68,6 @@ def fingerprint(name: str, knobs: dict, upstream: dict[str, str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _read(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class StageBusy(KerasDistilError, RuntimeError):
     """Another live process is building the same stage folder."""
 
@@ -112,7 +104,7 @@ class Pipeline:
 
     def finished(self, name: str, expected: str) -> dict | None:
         """The done marker of ``name`` when it holds ``expected`` and its paths exist, else None."""
-        done = _read(os.path.join(self.folder(name), DONE))
+        done = try_read_json(os.path.join(self.folder(name), DONE))
         if done is None or done.get("format") != FORMAT or done.get("fingerprint") != expected:
             return None
         return done if _paths_exist(done.get("outputs") or {}) else None
@@ -120,7 +112,7 @@ class Pipeline:
     def _prepare(self, stage: Stage, expected: str) -> str:
         """An empty folder for ``stage``, or its partial folder when it may resume the same work."""
         folder = self.folder(stage.name)
-        pending = _read(os.path.join(folder, PENDING))
+        pending = try_read_json(os.path.join(folder, PENDING))
         owner = (pending or {}).get("pid")
         if owner not in (None, os.getpid()) and not os.path.exists(os.path.join(folder, DONE)) and _alive(owner):
             raise StageBusy(f"{folder}: stage {stage.name} is being built by process {owner}; wait for it to "

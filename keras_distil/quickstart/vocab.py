@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -40,7 +39,7 @@ import tensorflow as tf
 
 from keras_distil.data.base import DataError, atomic_write_json
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
-from keras_distil.io import file_sha256
+from keras_distil.files import file_sha256, try_read_json
 from keras_distil.models.tokenizer_settings import TokenizerSettings, write_tokenizer_files
 
 logger = logging.getLogger("keras_distil.quickstart")
@@ -140,9 +139,10 @@ def _manifest_settings(settings: VocabSettings, corpus_sha: str) -> dict:
 
 def cached_vocab(out_dir: str, settings: VocabSettings, corpus_sha: str) -> dict | None:
     """The manifest of a vocabulary in ``out_dir`` learned with ``settings`` from this corpus, else None."""
+    manifest = try_read_json(os.path.join(out_dir, MANIFEST_FILE))
+    if manifest is None:
+        return None
     try:
-        with open(os.path.join(out_dir, MANIFEST_FILE), encoding="utf-8") as f:
-            manifest = json.load(f)
         vocab = load_vocab(os.path.join(out_dir, VOCAB_FILE))
     except (OSError, ValueError):
         return None

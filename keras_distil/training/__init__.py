@@ -2,7 +2,6 @@
 checkpoints and resume, and the TensorBoard / console logs; whole runs from a recipe: ``distill`` and
 ``pretrain`` (see docs/runtime.md). ``keras-distil distill`` / ``pretrain`` are :mod:`keras_distil.cli.distill`."""
 
-from keras_distil.training.checkpointing import Checkpoints
 from keras_distil.training.loop import Trainer, TrainingDiverged
 from keras_distil.training.optim import (
     NO_DECAY,
@@ -13,6 +12,7 @@ from keras_distil.training.optim import (
     use_presummed_gradients,
     warmup_steps,
 )
+from keras_distil.training.resume import Checkpoints
 from keras_distil.training.run import distill, pretrain
 from keras_distil.training.step import make_train_step
 from keras_distil.training.strategy import (

@@ -14,11 +14,11 @@ import math
 
 import tensorflow as tf
 
-from keras_distil.distiller import WEIGHT_KEYS
+from keras_distil.distiller import COUNT_KEYS
 from keras_distil.errors import KerasDistilError
-from keras_distil.training.checkpointing import Checkpoints
 from keras_distil.training.observe import RunLog
 from keras_distil.training.optim import current_learning_rate, inner_optimizer
+from keras_distil.training.resume import Checkpoints
 from keras_distil.training.step import make_train_step
 from keras_distil.training.strategy import worker_info
 
@@ -118,7 +118,7 @@ class Trainer:
                 if not math.isfinite(logs["loss"]):
                     raise TrainingDiverged(
                         f"step {step}: the loss is {logs['loss']} (terms: "
-                        f"{ {k: v for k, v in logs.items() if k not in WEIGHT_KEYS} }); training stopped. "
+                        f"{ {k: v for k, v in logs.items() if k not in COUNT_KEYS} }); training stopped. "
                         f"Last good checkpoint: {last_saved or 'none written yet'} (left as it was). Lower "
                         "train.learning_rate or train.max_grad_norm, or use float32 / mixed_bfloat16.")
                 self.step.assign(step)

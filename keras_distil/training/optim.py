@@ -18,6 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_distil import compat
 from keras_distil.config import ConfigError, TrainConfig
 
 logger = logging.getLogger("keras_distil.training")
@@ -79,7 +80,7 @@ def loss_scale(optimizer):
 def current_learning_rate(optimizer) -> float:
     """The learning rate of the last applied step (the schedule at ``iterations - 1``)."""
     inner = inner_optimizer(optimizer)
-    lr = inner._learning_rate  # the schedule object, or a variable
+    lr = compat.optimizer_learning_rate(inner)  # the schedule object, or a variable
     if callable(lr):
         return float(lr(max(int(inner.iterations.numpy()) - 1, 0)))
     return float(keras.ops.convert_to_numpy(lr))
@@ -88,14 +89,12 @@ def current_learning_rate(optimizer) -> float:
 def use_presummed_gradients(optimizer) -> None:
     """Make ``optimizer.apply`` take gradients already summed over replicas (see module docstring).
 
-    Keras 3.15's TF optimizer all-reduces in ``_all_reduce_sum_gradients``; this replaces it on this
-    instance by the identity. Tested: 2 replicas == 1 device with clipping active (test_runtime.py).
+    Keras 3.15's TF optimizer all-reduces in a private method; this replaces it on this instance by the
+    identity (:func:`keras_distil.compat.replace_gradient_all_reduce`, which fails with the versions named
+    when the method is gone). Tested: 2 replicas == 1 device with clipping active (test_runtime.py).
     """
     for opt in {id(o): o for o in (optimizer, inner_optimizer(optimizer))}.values():
-        if not hasattr(opt, "_all_reduce_sum_gradients"):
-            raise RuntimeError(f"{type(opt).__name__} has no _all_reduce_sum_gradients: the Keras version "
-                               "changed; check keras_distil/training/optim.py against it")
-        opt._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+        compat.replace_gradient_all_reduce(opt, lambda grads_and_vars: list(grads_and_vars))
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

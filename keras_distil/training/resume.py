@@ -1,4 +1,6 @@
-"""Checkpoints every N steps and exact resume.
+"""Resuming a training run: its training state checkpointed every N steps, restored exactly at start.
+
+(Not to be confused with the model checkpoints a run reads and writes: :mod:`keras_distil.models.checkpoint_formats`.)
 
 A checkpoint holds the student (weights and dropout seed states), the optimizer (slots, iteration
 count, loss scale) and the step counter; the input is repositioned from the step counter (loop.py), so

@@ -21,6 +21,7 @@ import os
 import keras
 
 from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
+from keras_distil.files import save_model_atomically
 from keras_distil.training.loop import Trainer
 from keras_distil.training.optim import build_optimizer, decide_jit, set_precision
 from keras_distil.training.strategy import make_strategy, on_cpu, strategy_kind, worker_info
@@ -116,26 +117,16 @@ def _tokenizer(recipe: RecipeConfig, settings):
     if settings is None:
         raise ConfigError("data.vocab_file: not set, and the teacher carries no vocabulary (a .keras file); "
                           "set data.vocab_file to the teacher's vocab.txt")
-    return WordPieceTokenizer(list(settings.vocab), lowercase, strip, vocab_file=settings.vocab_file)
-
-
-def _settings_of(tokenizer):
-    from keras_distil.models.tokenizer_settings import TokenizerSettings
-
-    return TokenizerSettings(tuple(tokenizer.vocab), tokenizer.lowercase, tokenizer.strip_accents,
-                             tokenizer.vocab_file)
+    return WordPieceTokenizer.from_settings(settings)
 
 
 def _save_student(student, folder: RunFolder, tokenizer) -> dict:
-    from keras_distil.models.checkpoints import save_student
+    from keras_distil.models.checkpoint_formats import save_student
 
     os.makedirs(folder.student, exist_ok=True)
-    path = os.path.join(folder.student, "student.keras")
-    tmp = os.path.join(folder.student, f".tmp-{os.getpid()}-student.keras")
-    student.save(tmp)
-    os.replace(tmp, path)
+    path = save_model_atomically(student, os.path.join(folder.student, "student.keras"))
     diffs = save_student(student, os.path.join(folder.student, "keras_hub"), "keras_hub",
-                         tokenizer=_settings_of(tokenizer), model_type="bert", overwrite=True)
+                         tokenizer=tokenizer.settings(), model_type="bert", overwrite=True)
     return {"keras": path, "keras_hub": os.path.join(folder.student, "keras_hub"),
             "keras_hub_max_abs_diff": max(diffs.values()) if diffs else 0.0}
 
@@ -189,7 +180,7 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
     """Distil ``recipe.teacher`` into a student of its width and half its depth (distill.student_layers),
     initialised from the teacher's layers or at random (distill.student_init, seeded by train.seed)."""
     from keras_distil.distiller import Distiller
-    from keras_distil.models.checkpoints import load_teacher
+    from keras_distil.models.checkpoint_formats import load_teacher
     from keras_distil.models.student import build_student
 
     if not recipe.teacher:

@@ -5,8 +5,9 @@ Why a custom step instead of ``model.fit``: MultiWorkerMirroredStrategy + ``fit`
 accumulation averages micro-batch means. This step uses the Distiller's own loss code
 (``Distiller.compute_gradients``) and is exact by construction:
 
-1. the weight totals (real tokens, used prediction slots) of all ``k`` micro-batches on all replicas are
-   summed first (one all-reduce of two scalars);
+1. the counts the terms are normalised by (real tokens, used prediction slots, non-empty sequences:
+   ``Distiller.batch_counts``) of all ``k`` micro-batches on all replicas are summed first (one all-reduce
+   of three scalars);
 2. each micro-batch's gradient is that of its local weighted sum divided by those totals, so their sum
    over micro-batches and replicas is the gradient of the whole effective batch on one device;
 3. the gradients are summed over replicas here (one all-reduce), their global norm logged, and the
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_distil.distiller import WEIGHT_KEYS
+from keras_distil.distiller import COUNT_KEYS
+from keras_distil.replicas import global_sum
 from keras_distil.training.optim import loss_scale, use_presummed_gradients
 
 
@@ -37,7 +39,7 @@ def _add(a, b):
 
 
 class _StepParts:
-    """What the fused and the accumulating steps share: the all-reduce and the update."""
+    """What the fused and the accumulating steps share: the count totals, the micro-step and the update."""
 
     def __init__(self, model, strategy):
         self.model = model
@@ -47,17 +49,12 @@ class _StepParts:
         self.variables = model.student.trainable_variables
         self.log_keys = ("loss", *model.active_terms)
 
-    def all_sum(self, value):
-        if self.strategy.num_replicas_in_sync == 1:
-            return value
-        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-    def weight_totals(self, batches):
-        """The global weight sums of ``batches`` (this replica's micro-batches, all-reduced)."""
+    def count_totals(self, batches):
+        """The global counts of ``batches`` (this replica's micro-batches' ``batch_counts``, all-reduced)."""
         totals = None
         for batch in batches:
-            totals = _add(totals, self.model.weight_sums(batch))
-        return self.all_sum(totals)
+            totals = _add(totals, self.model.batch_counts(batch))
+        return global_sum(totals)
 
     def micro_step(self, batch, totals):
         """``(dense grads, logs)`` of this replica's share of the loss on ``batch``."""
@@ -66,7 +63,7 @@ class _StepParts:
 
     def update(self, grads, logs, totals):
         """All-reduce the summed gradients and logs, apply the update; the step's global logs."""
-        grads, logs = self.all_sum((grads, logs))
+        grads, logs = global_sum((grads, logs))
         logs["grad_norm"] = tf.linalg.global_norm(grads) / loss_scale(self.optimizer)
         self.optimizer.apply(grads, self.variables)
         return {**logs, **totals}
@@ -86,7 +83,7 @@ class _StepParts:
 
 def _fused_step(parts: _StepParts, jit_compile: bool, element_spec):
     def replica_step(batch):
-        totals = parts.weight_totals([batch])
+        totals = parts.count_totals([batch])
         grads, logs = parts.micro_step(batch, totals)
         return parts.update(grads, logs, totals)
 
@@ -108,7 +105,7 @@ class _AccumulatingStep:
         with parts.strategy.scope():
             self.grads = [local("grad", tf.zeros(v.shape, v.dtype)) for v in parts.variables]
             self.logs = {k: local(k, 0.0) for k in parts.log_keys}
-            self.totals = {k: local(k, 0.0) for k in WEIGHT_KEYS}
+            self.totals = {k: local(k, 0.0) for k in COUNT_KEYS}
         one = None if element_spec is None else [element_spec]
         every = None if element_spec is None else [element_spec] * micro_batches
         self._count = parts.compiled(self._replica_count, False, every)
@@ -116,7 +113,7 @@ class _AccumulatingStep:
         self._apply = parts.compiled(self._replica_apply, jit_compile, [])
 
     def _replica_count(self, *batches):
-        totals = self.parts.weight_totals(batches)
+        totals = self.parts.count_totals(batches)
         for key, value in totals.items():
             self.totals[key].assign(value)
         return totals

@@ -140,7 +140,7 @@ def term_sums(batch: dict, student: dict, teacher: dict, alphas: dict, ce_positi
 
 def reference_logs(teacher, student, batches: list, alphas: dict, ce_positions: str = "all",
                    pooling=("mean", False)) -> dict:
-    """The step's logs computed in numpy from the models as they are now: each term, ``loss``, and the weight
+    """The step's logs computed in numpy from the models as they are now: each term, ``loss``, and the count
     totals ``tokens``, ``masked``, ``sequences`` of the whole step."""
     numerators, denominators = {}, {}
     for batch in batches:
@@ -150,11 +150,11 @@ def reference_logs(teacher, student, batches: list, alphas: dict, ce_positions: 
             denominators[name] = denominators.get(name, 0.0) + den
     logs = {name: numerators[name] / denominators[name] for name in numerators}
     logs["loss"] = sum(alphas[f"alpha_{name}"] * value for name, value in logs.items())
-    logs.update(weight_totals(batches))
+    logs.update(count_totals(batches))
     return logs
 
 
-def weight_totals(batches: list) -> dict:
+def count_totals(batches: list) -> dict:
     return {
         "tokens": float(sum(b["padding_mask"].sum() for b in batches)),
         "masked": float(sum(b["mask_weights"].sum() for b in batches if "mask_weights" in b)),
@@ -185,7 +185,7 @@ def tape_gradient(teacher, student, batches: list, alphas: dict, ce_positions: s
     """The gradient of the whole step's loss (all micro-batches together, on one device) with respect to
     ``student.trainable_variables``, as dense numpy arrays; the loss written here with plain TF ops over
     the logits at every position."""
-    totals = weight_totals(batches)
+    totals = count_totals(batches)
     variables = student.trainable_variables
     T = TEMPERATURE
     with tf.GradientTape() as tape:

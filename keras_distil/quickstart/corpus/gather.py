@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import sysconfig
@@ -15,7 +14,7 @@ import unicodedata
 from collections.abc import Iterator
 
 from keras_distil.data.base import DataError, atomic_write_bytes, atomic_write_json
-from keras_distil.io import file_sha256
+from keras_distil.files import file_sha256, try_read_json
 from keras_distil.quickstart.corpus.sources_doc import doc_texts
 from keras_distil.quickstart.corpus.sources_man import man_texts
 from keras_distil.quickstart.corpus.sources_stdlib import stdlib_texts
@@ -126,13 +125,8 @@ def _file_entry(path: str, lines: list[str]) -> dict:
 def cached_manifest(out_dir: str, settings: CorpusSettings) -> dict | None:
     """The manifest of a finished corpus in ``out_dir`` made with ``settings`` and intact, else None."""
     path = os.path.join(out_dir, MANIFEST_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
-            manifest.get("settings") != settings.to_dict():
+    manifest = try_read_json(path)
+    if manifest is None or manifest.get("format") != FORMAT or manifest.get("settings") != settings.to_dict():
         return None
     for split in ("train", "heldout"):
         entry = manifest.get(split) or {}

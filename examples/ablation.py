@@ -1,6 +1,6 @@
 """Ablation of the quickstart's distillation, beside the DistilBERT paper's Table 4.
 
-    python recipes/ablation.py [quickstart flags: --out runs/quickstart --student-steps N --set KNOB=V ...]
+    python examples/ablation.py [quickstart flags: --out runs/quickstart --student-steps N --set KNOB=V ...]
 
 Reuses the quickstart's cached corpus, vocabulary and teacher under ``--out`` (building them first when
 missing), then distils four more students with the quickstart's settings, changing one thing each:
@@ -35,7 +35,7 @@ VARIANTS = {
 def parse_settings(argv: list[str] | None):
     from keras_distil.cli.quickstart import add_quickstart_parser, settings_from_args
 
-    parser = argparse.ArgumentParser(prog="recipes/ablation.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="examples/ablation.py", description=__doc__.split("\n")[0])
     add_quickstart_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["quickstart", *(sys.argv[1:] if argv is None else argv)])
     return settings_from_args(args), args.fresh

@@ -1,6 +1,6 @@
 """Distil a small random teacher on synthetic token ids, printing each loss term (no data, no download).
 
-    python recipes/synthetic_demo.py [--steps 40]
+    python examples/synthetic_demo.py [--steps 40]
 
 The smallest end-to-end use of the public API: a teacher, a student initialised from every other
 teacher layer, dynamic masking in the graph with frequency smoothing, and ``Distiller.fit``. The token
