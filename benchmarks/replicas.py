@@ -68,7 +68,7 @@ def run_case(spec: dict, steps: int, batch: int, warmup: int = 2) -> dict:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical"])
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import keras
-    from test_runtime_support import slices_dataset_fn
+    from helpers.training import slices_dataset_fn
 
     from keras_distil import BertMLM, Distiller, TrainConfig, student_from_teacher
     from keras_distil.evaluation.timing import interleaved_median_seconds
@@ -111,7 +111,7 @@ def run_case(spec: dict, steps: int, batch: int, warmup: int = 2) -> dict:
 def spawn(name: str, args, workers: int = 1) -> dict:
     """Run a case in fresh process(es); for workers > 1, TF_CONFIG on loopback ports, the chief's numbers."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from test_runtime_support import run_local_workers
+    from helpers.training import run_local_workers
 
     cmd = [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch", str(args.batch)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)

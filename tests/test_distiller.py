@@ -8,9 +8,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL, make_batch
 from helpers import step_reference as ref
-from helpers.confident_teacher import pattern_batch
+from helpers.batches import TINY_MODEL, make_batch, pattern_batch
 
 from keras_distil import BertMLM, ConfigError, Distiller, student_from_teacher
 

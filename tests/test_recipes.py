@@ -6,12 +6,10 @@ import os
 
 import pytest
 
-from keras_distil.config import RecipeConfig, Section, load_recipe, resolve_masking
-
-RECIPES = os.path.join(os.path.dirname(__file__), "..", "keras_distil", "recipes")
+from keras_distil.config import RECIPES_DIR, RecipeConfig, Section, load_recipe, resolve_masking
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RECIPES, "*.json"))), ids=os.path.basename)
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RECIPES_DIR, "*.json"))), ids=os.path.basename)
 def test_every_recipe_validates(path):
     """Loads, round-trips through to_dict / from_dict unchanged, and every knob of the file is in the config
     with the file's value (none dropped, renamed or silently replaced by a default)."""
@@ -48,7 +46,7 @@ def _same_kind(value):
 
 
 def test_distilbert_recipe_is_the_papers():
-    r = load_recipe(os.path.join(RECIPES, "distilbert-base-uncased.json"))
+    r = load_recipe(os.path.join(RECIPES_DIR, "distilbert-base-uncased.json"))
     d, t, data = r.distill, r.train, r.data
     assert d.student_layers == [0, 2, 4, 7, 9, 11]
     assert (d.temperature, d.alpha_ce, d.alpha_mlm, d.alpha_cos) == (2.0, 5.0, 2.0, 1.0)
@@ -61,7 +59,7 @@ def test_distilbert_recipe_is_the_papers():
 
 
 def test_sentence_embedding_recipe_trains_on_clean_text_with_embedding_terms_alone():
-    r = load_recipe(os.path.join(RECIPES, "sentence-embedding.json"))
+    r = load_recipe(os.path.join(RECIPES_DIR, "sentence-embedding.json"))
     d = r.distill
     assert d.alpha_ce == d.alpha_mlm == d.alpha_mse == 0  # an encoder-only teacher has no logits
     assert d.alpha_sentence_cos > 0 and d.alpha_cos > 0

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL, make_batch, real_teacher_path
+from helpers.batches import TINY_MODEL, make_batch
+from helpers.extras import real_teacher_path
 from helpers.step_reference import two_cpu_replicas
 
 from keras_distil import BertMLM, ConfigError, Distiller, student_from_teacher
@@ -176,7 +177,7 @@ def test_clean_batches_refuse_terms_at_masked_positions():
 def test_soft_targets_on_all_tokens_work_on_clean_batches(confident_teacher):
     """ce_positions="all" needs no masked position: a headed teacher's soft targets on clean text, against
     numpy over every real token; training on them lowers the term."""
-    from helpers.confident_teacher import clean, pattern_batch
+    from helpers.batches import clean, pattern_batch
 
     teacher = confident_teacher()
     student = student_from_teacher(teacher)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import step_reference as ref
-from helpers.confident_teacher import clean, pattern_batch
+from helpers.batches import clean, pattern_batch
 
 from keras_distil import Distiller, student_from_teacher
 from keras_distil.models.pooling import SentencePooling

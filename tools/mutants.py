@@ -48,21 +48,21 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COPIED = ("keras_distil", "tests", "recipes", "pyproject.toml", "setup.py")
+COPIED = ("keras_distil", "tests", "pyproject.toml", "setup.py")
 DEFAULT_TIMEOUT = 600  # seconds per mutant (a hung mutant counts as killed, "timeout")
 
 # ---- the fast tests each file's mutants run (cheapest first: -x stops at the first failure) -----------------
 # Few distinct selections: each one is also run once unmutated (the baseline), exactly as the mutants run it.
 LOSSES = ["tests/test_losses.py"]
-MASKING = ["tests/test_data_masking.py"]
+MASKING = ["tests/data/test_data_masking.py"]
 DISTILLER = ["tests/test_distiller.py::test_loss_terms_match_numpy",
              "tests/test_sentence_terms.py::test_sentence_terms_match_numpy",
              "tests/test_distiller.py::test_the_teacher_runs_in_inference_mode_even_with_dropout",
              "tests/test_step_terms_numpy.py"]
-STEP = ["tests/test_runtime_step.py", "tests/test_step_terms_numpy.py"]
+STEP = ["tests/training/test_training_step.py", "tests/test_step_terms_numpy.py"]
 # First in its process: after other training tests in the same process its first mixed_float16 step can
 # overflow (grad_norm inf), an order dependence of that test, not a mutant's doing.
-MIXED = ["tests/test_runtime.py::test_mixed_precision_trains_with_float32_losses"]
+MIXED = ["tests/training/test_training.py::test_mixed_precision_trains_with_float32_losses"]
 
 
 @dataclasses.dataclass(frozen=True)

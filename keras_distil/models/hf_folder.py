@@ -1,7 +1,7 @@
 """Read and write Hugging Face checkpoint folders (config.json + safetensors + tokenizer files).
 
 Reading builds a :class:`BertMLM` whose hidden states and MLM logits match transformers' on the same
-folder (to ~1e-6 in float32; see tests/test_checkpoints_hf.py). Writing produces what
+folder (to ~1e-6 in float32; see tests/models/test_checkpoints_read.py). Writing produces what
 ``BertForMaskedLM.save_pretrained`` (or ``DistilBertForMaskedLM``'s, or ``BertModel``'s for a head-less
 model or with ``drop_head=True``) would: HF tensor names, Linear
 weights [out, in], the decoder left to ``tie_word_embeddings`` (as save_pretrained does), then the

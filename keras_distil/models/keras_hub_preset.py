@@ -1,6 +1,6 @@
 """KerasHub presets in and out of :class:`BertMLM`.
 
-The decision (numbers in tests/test_checkpoints_keras_hub.py and the module docs of checkpoint_formats.py):
+The decision (numbers in tests/models/test_checkpoints_write.py and the module docs of checkpoint_formats.py):
 KerasHub's stock ``BertMaskedLM`` cannot compute Hugging Face BERT: its backbone hard-codes
 tanh-approximate GELU and its ``MaskedLMHead`` LayerNorm epsilon 1e-5, and neither is in the saved
 config. ``DistilBertBackbone`` uses exact GELU, but ``DistilBertMaskedLM``'s head has the same 1e-5.

@@ -257,7 +257,7 @@ def export_stage(settings: QuickstartSettings) -> Stage:
             result = export(run_dir, fmt, out=folder, name="student", version=1, overwrite=True)
             paths[fmt] = result.path
             sizes[fmt] = sum(result.files.values())
-            print(result.summary())
+            logger.info("%s", result.summary())
         return {"paths": paths, "bytes": sizes}
 
     return Stage("export", {"formats": ["saved_model", "tflite"]}, run, after=("distill",),

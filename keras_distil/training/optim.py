@@ -91,7 +91,7 @@ def use_presummed_gradients(optimizer) -> None:
 
     Keras 3.15's TF optimizer all-reduces in a private method; this replaces it on this instance by the
     identity (:func:`keras_distil.compat.replace_gradient_all_reduce`, which fails with the versions named
-    when the method is gone). Tested: 2 replicas == 1 device with clipping active (test_runtime.py).
+    when the method is gone). Tested: 2 replicas == 1 device with clipping active (tests/training/test_training.py).
     """
     for opt in {id(o): o for o in (optimizer, inner_optimizer(optimizer))}.values():
         compat.replace_gradient_all_reduce(opt, lambda grads_and_vars: list(grads_and_vars))

@@ -1,11 +1,12 @@
 """A tiny teacher that knows its data: trained once per session on batches with learnable structure.
 
 An untrained tiny teacher makes every distillation term but MLM vanish, so tests on it exercise the MLM
-gradient alone. Measured on ``conftest.make_batch()`` with a random TINY_MODEL teacher (student: its
+gradient alone. Measured on ``helpers.batches.make_batch()`` with a random TINY_MODEL teacher (student: its
 layers 0 and 2): ce 1e-6, cos 8e-5, hidden_mse 1.7e-4, sentence_cos 1.2e-4, sentence_mse 7e-6, mlm 4.77.
 
-This teacher is trained on *pattern* rows (a motif of one or two random tokens repeated: ``a a a ...`` or
-``a b a b ...``), where a masked token is fixed by the tokens around it. After :data:`TRAIN_STEPS` Adam
+This teacher is trained on *pattern* rows (``helpers.batches.pattern_batch``: a motif of one or two
+random tokens repeated, ``a a a ...`` or ``a b a b ...``), where a masked token is fixed by the tokens
+around it. After :data:`TRAIN_STEPS` Adam
 steps (about 20 s on two busy cores, once per session) it predicts the masked tokens of fresh pattern
 batches confidently. Measured on ``pattern_batch(seed=0)``: KL(teacher || uniform) 4.12 nats (log 120 =
 4.79 is the most there is), top-1 accuracy 1.0, mean top-1 minus top-2 probability 0.88; the terms of the
@@ -22,51 +23,11 @@ import functools
 import keras
 import numpy as np
 
-MASK_ID = 4
-FIRST_ID = 5  # ids below are special ([PAD] 0 ... [MASK] 4), as in conftest.make_batch
+from helpers.batches import pattern_batch
+
 TRAIN_STEPS = 300
 TRAIN_SEED = 1234
-MAX_PERIOD = 2
 LEARNING_RATE = 3e-3
-
-
-def pattern_batch(batch_size=8, seq_len=16, num_predictions=4, vocab_size=120, seed=0, min_len=6):
-    """A batch in the Distiller's contract (as ``conftest.make_batch``) whose rows are arithmetic progressions.
-
-    Rows have random lengths in ``[min_len, seq_len]`` (padding), ``num_predictions`` slots of which some are
-    unused (weight 0), and the used positions replaced by [MASK] (id 4) in ``token_ids``."""
-    rng = np.random.default_rng(seed)
-    span = vocab_size - FIRST_ID
-    lengths = rng.integers(min_len, seq_len + 1, batch_size)
-    padding_mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype("int32")
-    motifs = FIRST_ID + rng.integers(0, span, (batch_size, MAX_PERIOD))
-    periods = rng.integers(1, MAX_PERIOD + 1, (batch_size, 1))
-    original = np.take_along_axis(motifs, np.arange(seq_len)[None, :] % periods, 1).astype("int32") * padding_mask
-    positions = np.zeros((batch_size, num_predictions), "int32")
-    weights = np.zeros((batch_size, num_predictions), "float32")
-    for b, n in enumerate(lengths):
-        used = min(num_predictions, max(1, (n - 2) // 3))
-        positions[b, :used] = np.sort(rng.choice(np.arange(1, n - 1), used, replace=False))
-        weights[b, :used] = 1.0
-    rows = np.repeat(np.arange(batch_size)[:, None], num_predictions, 1)
-    token_ids = original.copy()
-    token_ids[rows[weights > 0], positions[weights > 0]] = MASK_ID
-    return {
-        "token_ids": token_ids,
-        "padding_mask": padding_mask,
-        "mask_positions": positions,
-        "mask_ids": (original[rows, positions] * (weights > 0)).astype("int32"),
-        "mask_weights": weights,
-    }
-
-
-def clean(batch: dict) -> dict:
-    """The batch before masking, without mask fields (what ``data.masking="none"`` yields)."""
-    ids = batch["token_ids"].copy()
-    used = batch["mask_weights"] > 0
-    rows = np.repeat(np.arange(len(ids))[:, None], used.shape[1], 1)
-    ids[rows[used], batch["mask_positions"][used]] = batch["mask_ids"][used]
-    return {"token_ids": ids, "padding_mask": batch["padding_mask"].copy()}
 
 
 @functools.cache

@@ -1,0 +1,85 @@
+"""distill.student_init through the public ``distill()``: a random student seeded by train.seed; and run
+folders written before a knob existed still resume."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers.batches import TINY_MODEL
+from helpers.tiny_corpus import tiny_recipe, write_corpus
+
+from keras_distil.config import ConfigError, RecipeConfig
+from keras_distil.models.bert import BertMLM
+from keras_distil.models.student import build_student
+from keras_distil.training.run import distill, prepare_folder
+
+
+def _pooler_kernel(model):
+    return model.backbone.pooled_dense.kernel.numpy()
+
+
+@pytest.mark.timeout(300)
+def test_distill_with_random_init_trains_a_student_seeded_by_train_seed(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    keras.utils.set_random_seed(5)
+    teacher = BertMLM(TINY_MODEL)
+    teacher.save(tmp_path / "teacher.keras")
+    knobs = tiny_recipe(steps=2, seed=9)
+    knobs["distill"]["student_init"] = "random"
+    knobs["data"]["vocab_file"] = corpus["vocab"]
+    recipe = RecipeConfig.from_dict({**{k: v for k, v in knobs.items() if k != "model"},
+                                     "teacher": str(tmp_path / "teacher.keras"), "train_data": corpus["texts"],
+                                     "out": str(tmp_path / "run")})
+    result = distill(recipe, console=False)
+    assert result["steps"] == 2
+    student = keras.saving.load_model(result["student"]["keras"])
+    assert student.model_config == teacher.model_config.replace(num_layers=2)
+    # The pooler gets no gradient, so it still holds its initial values: those of a random student seeded
+    # by train.seed, not the teacher's.
+    expected = build_student(teacher, init="random", seed=9)
+    np.testing.assert_array_equal(_pooler_kernel(student), _pooler_kernel(expected))
+    assert not np.allclose(_pooler_kernel(student), _pooler_kernel(teacher))
+    # the trained layers moved away from the random start, and are not the teacher's
+    for got, start, teachers in zip(student.backbone.transformer_layers[1].weights,
+                                    expected.backbone.transformer_layers[1].weights,
+                                    teacher.backbone.transformer_layers[2].weights):
+        if got.path.endswith("kernel"):
+            assert not np.allclose(got.numpy(), teachers.numpy())
+            assert np.abs(got.numpy() - start.numpy()).max() < 0.05
+
+
+def test_run_folder_from_before_a_knob_existed_still_resumes(tmp_path):
+    recipe = RecipeConfig.from_dict({**tiny_recipe(steps=2), "out": str(tmp_path)})
+    folder = prepare_folder(recipe, "distill", is_chief=True)
+    old = json.loads(open(folder.config, encoding="utf-8").read())
+    for key in ("student_init", "alpha_hidden_mse"):  # a config.json written before these knobs
+        del old["distill"][key]
+    with open(folder.config, "w", encoding="utf-8") as f:
+        json.dump(old, f)
+    prepare_folder(recipe, "distill", is_chief=True)  # their defaults are the old behaviour: same run
+    with pytest.raises(ConfigError, match="different distill"):
+        prepare_folder(RecipeConfig.from_dict({**tiny_recipe(steps=2), "out": str(tmp_path),
+                                               "distill": {"student_init": "random"}}), "distill", is_chief=True)
+    with open(folder.config, "w", encoding="utf-8") as f:
+        json.dump({**old, "distill": {**old["distill"], "retired_knob": 1}}, f)
+    with pytest.raises(ConfigError, match="different distill"):
+        prepare_folder(recipe, "distill", is_chief=True)
+
+
+def test_student_dropout_is_its_own_knob_and_keeps_the_copied_weights():
+    keras.utils.set_random_seed(0)
+    teacher = BertMLM(dict(TINY_MODEL, dropout=0.1))
+    copied = build_student(teacher, [0, 3])
+    quiet = build_student(teacher, [0, 3], dropout=0.0)
+    assert copied.model_config.dropout == 0.1 and quiet.model_config.dropout == 0.0
+    assert [v.path for v in copied.weights] == [v.path for v in quiet.weights]
+    for a, b in zip(copied.weights, quiet.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    inputs = {"token_ids": np.arange(1, 17).reshape(2, 8), "padding_mask": np.ones((2, 8), "int32")}
+    # Without dropout a training-mode forward is the inference forward; with it, it is not.
+    np.testing.assert_allclose(quiet(inputs, training=True)["hidden"], quiet(inputs)["hidden"], atol=1e-6)
+    assert np.abs(copied(inputs, training=True)["hidden"] - copied(inputs)["hidden"]).max() > 1e-3
+    assert RecipeConfig.from_dict({"student": {"dropout": 0}}).student.dropout == 0.0
+    with pytest.raises(ConfigError, match=r"student.dropout: got 1.5; accepted: null or a number in \[0, 1\)"):
+        RecipeConfig.from_dict({"student": {"dropout": 1.5}})
