@@ -178,6 +178,29 @@ class BertMLM(keras.Model):
                 "pooling": None if self.pooling is None else self.pooling.to_dict()}
 
 
+def float32_copy(model: BertMLM) -> BertMLM:
+    """``model`` computing in float32: itself when it already does, else a copy holding its weights.
+
+    A model trained under ``mixed_bfloat16`` / ``mixed_float16`` keeps float32 variables but computes in
+    the lower precision, and records that policy in its config. What a run saves for serving and
+    evaluation should compute in float32 whatever the training's precision was.
+
+    Args:
+      model: a :class:`BertMLM`.
+
+    Example:
+    >>> m = build_mlm_model(dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+    ...                          intermediate_size=32, max_position_embeddings=16), dtype="mixed_bfloat16")
+    >>> float32_copy(m).dtype_policy.name
+    'float32'
+    """
+    if model.dtype_policy.name == "float32":
+        return model
+    copy = BertMLM.from_config({**model.get_config(), "dtype": "float32"})
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def build_mlm_model(model_config: dict | ModelConfig, with_mlm_head: bool = True, dtype=None) -> BertMLM:
     """A randomly initialised BERT (the teacher to pretrain, or a baseline student). No download."""
     return BertMLM(model_config, with_mlm_head=with_mlm_head, dtype=dtype)

@@ -12,6 +12,7 @@ all-reduce is switched off (:func:`use_presummed_gradients`): clipping then sees
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
@@ -98,6 +99,25 @@ def use_presummed_gradients(optimizer) -> None:
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str):
+    """Keras' global dtype policy set to ``policy`` inside the block (:func:`set_precision`), and put back
+    as it was after it, so that a run does not change the policy of the models its caller builds next.
+
+    Example:
+    >>> with precision_policy("mixed_bfloat16"):
+    ...     inside = keras.config.dtype_policy().name
+    >>> inside, keras.config.dtype_policy().name
+    ('mixed_bfloat16', 'float32')
+    """
+    previous = keras.config.dtype_policy()
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def set_precision(policy: str) -> None:

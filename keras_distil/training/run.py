@@ -23,7 +23,7 @@ import keras
 from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
 from keras_distil.files import save_model_atomically
 from keras_distil.training.loop import Trainer
-from keras_distil.training.optim import build_optimizer, decide_jit, set_precision
+from keras_distil.training.optim import build_optimizer, decide_jit, precision_policy
 from keras_distil.training.strategy import make_strategy, on_cpu, strategy_kind, worker_info
 
 logger = logging.getLogger("keras_distil.training")
@@ -121,26 +121,36 @@ def _tokenizer(recipe: RecipeConfig, settings):
 
 
 def _save_student(student, folder: RunFolder, tokenizer) -> dict:
+    from keras_distil.models.bert import float32_copy
     from keras_distil.models.checkpoint_formats import save_student
 
     os.makedirs(folder.student, exist_ok=True)
-    path = save_model_atomically(student, os.path.join(folder.student, "student.keras"))
-    diffs = save_student(student, os.path.join(folder.student, "keras_hub"), "keras_hub",
-                         tokenizer=tokenizer.settings(), model_type="bert", overwrite=True)
+    # Trained in mixed precision or not, the student is saved, reloaded and checked in float32: it serves so.
+    with precision_policy("float32"):
+        student = float32_copy(student)
+        path = save_model_atomically(student, os.path.join(folder.student, "student.keras"))
+        diffs = save_student(student, os.path.join(folder.student, "keras_hub"), "keras_hub",
+                             tokenizer=tokenizer.settings(), model_type="bert", overwrite=True)
     return {"keras": path, "keras_hub": os.path.join(folder.student, "keras_hub"),
             "keras_hub_max_abs_diff": max(diffs.values()) if diffs else 0.0}
 
 
 def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
     """Shared by distill and pretrain. ``build(strategy) -> (trainer_model, tokenizer)`` under the scope."""
-    from keras_distil.data import build_training_dataset
-    from keras_distil.data.pipeline import ensure_nonempty
 
     if not recipe.train_data:
         raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "
                           "or tfds:NAME)")
     strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
-    set_precision(recipe.train.mixed_precision)
+    with precision_policy(recipe.train.mixed_precision):  # the caller's policy is back afterwards
+        return _train(recipe, command, build, console, strategy)
+
+
+def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
+    """The body of :func:`_run`, under the recipe's precision policy."""
+    from keras_distil.data import build_training_dataset
+    from keras_distil.data.pipeline import ensure_nonempty
+
     keras.utils.set_random_seed(recipe.train.seed)
     _, is_chief = worker_info(strategy)
     replicas = strategy.num_replicas_in_sync

@@ -83,3 +83,33 @@ def test_student_dropout_is_its_own_knob_and_keeps_the_copied_weights():
     assert RecipeConfig.from_dict({"student": {"dropout": 0}}).student.dropout == 0.0
     with pytest.raises(ConfigError, match=r"student.dropout: got 1.5; accepted: null or a number in \[0, 1\)"):
         RecipeConfig.from_dict({"student": {"dropout": 1.5}})
+
+
+@pytest.mark.timeout(300)
+def test_a_mixed_precision_run_leaves_the_policy_as_it_was_and_saves_a_float32_student(tmp_path):
+    """train.mixed_precision is the run's, not the process': the caller's next models are float32 again, and
+    the saved student (file and KerasHub preset) computes in float32 with the trained weights."""
+    corpus = write_corpus(tmp_path / "corpus")
+    keras.utils.set_random_seed(5)
+    teacher = BertMLM(TINY_MODEL)
+    teacher.save(tmp_path / "teacher.keras")
+    knobs = tiny_recipe(steps=2, seed=9, mixed_precision="mixed_bfloat16")
+    knobs["data"]["vocab_file"] = corpus["vocab"]
+    recipe = RecipeConfig.from_dict({**{k: v for k, v in knobs.items() if k != "model"},
+                                     "teacher": str(tmp_path / "teacher.keras"), "train_data": corpus["texts"],
+                                     "out": str(tmp_path / "run")})
+    assert keras.config.dtype_policy().name == "float32"
+    result = distill(recipe, console=False)
+    assert keras.config.dtype_policy().name == "float32"  # put back
+    student = keras.saving.load_model(result["student"]["keras"])
+    assert student.dtype_policy.name == "float32" and student.backbone.dtype_policy.name == "float32"
+    from keras_distil.models.checkpoint_formats import load_teacher
+
+    preset = load_teacher(result["student"]["keras_hub"]).model
+    assert preset.backbone.dtype_policy.name == "float32"
+    for a, b in zip(student.weights, preset.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # trained: the copied layers moved from the teacher's
+    moved = [np.abs(s.numpy() - t.numpy()).max() for s, t in zip(student.backbone.transformer_layers[0].weights,
+                                                                   teacher.backbone.transformer_layers[0].weights)]
+    assert max(moved) > 1e-4
