@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from keras_distil import files
 from keras_distil.errors import KerasDistilError
-from keras_distil.files import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: F401 - re-exported
 
 logger = logging.getLogger("keras_distil.data")
 

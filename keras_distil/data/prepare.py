@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_distil.data.base import DataError, DataStats, atomic_write_json, temporary_name
+from keras_distil.data.base import DataError, DataStats
 from keras_distil.data.corpus import (
     COUNTS_NAME,
     MANIFEST_NAME,
@@ -35,6 +35,7 @@ from keras_distil.data.corpus import (
 )
 from keras_distil.data.pipeline import as_sources, documents_to_sequences
 from keras_distil.data.tokenize import WordPieceTokenizer
+from keras_distil.files import atomic_write_json, temporary_name
 
 logger = logging.getLogger("keras_distil.data")
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from keras_distil.data.base import DataError, atomic_write_json, read_json
+from keras_distil.data.base import DataError, read_json
+from keras_distil.files import atomic_write_json
 
 
 def test_atomic_write_json_leaves_only_the_target(tmp_path):
