@@ -75,7 +75,7 @@ def markdown(rows: list[dict], settings, evaluation: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from keras_distil.data.base import atomic_write_bytes, atomic_write_json
+    from keras_distil.files import atomic_write_bytes, atomic_write_json
     from keras_distil.quickstart.run import (
         corpus_stage,
         evaluate_stage,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import glob
 import os
 
-from keras_distil.data.base import atomic_write_bytes
 from keras_distil.errors import KerasDistilError
+from keras_distil.files import atomic_write_bytes
 
 ROWS = (("teacher", "teacher"), ("distill", "distilled student"), ("baseline", "scratch baseline"))
 

@@ -233,7 +233,7 @@ def evaluate_stage(settings: QuickstartSettings, models: tuple[str, ...] = ("tea
              "latency_runs": settings.latency_runs, "models": list(models)}
 
     def run(folder, inputs):
-        from keras_distil.data.base import atomic_write_json
+        from keras_distil.files import atomic_write_json
         from keras_distil.quickstart.heldout import evaluate_students
 
         report = evaluate_students({m: inputs[m]["paths"]["preset"] for m in models},

@@ -25,9 +25,8 @@ import shutil
 import time
 from collections.abc import Callable
 
-from keras_distil.data.base import atomic_write_json
 from keras_distil.errors import KerasDistilError
-from keras_distil.files import try_read_json
+from keras_distil.files import atomic_write_json, try_read_json
 
 logger = logging.getLogger("keras_distil.quickstart")
 

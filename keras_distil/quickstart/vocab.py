@@ -37,9 +37,9 @@ import unicodedata
 
 import tensorflow as tf
 
-from keras_distil.data.base import DataError, atomic_write_json
+from keras_distil.data.base import DataError
 from keras_distil.data.tokenize import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
-from keras_distil.files import file_sha256, try_read_json
+from keras_distil.files import atomic_write_json, file_sha256, try_read_json
 from keras_distil.models.tokenizer_settings import TokenizerSettings, write_tokenizer_files
 
 logger = logging.getLogger("keras_distil.quickstart")

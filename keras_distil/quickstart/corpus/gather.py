@@ -13,8 +13,8 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
-from keras_distil.data.base import DataError, atomic_write_bytes, atomic_write_json
-from keras_distil.files import file_sha256, try_read_json
+from keras_distil.data.base import DataError
+from keras_distil.files import atomic_write_bytes, atomic_write_json, file_sha256, try_read_json
 from keras_distil.quickstart.corpus.sources_doc import doc_texts
 from keras_distil.quickstart.corpus.sources_man import man_texts
 from keras_distil.quickstart.corpus.sources_stdlib import stdlib_texts
