@@ -39,6 +39,14 @@ PRIVATE_ATTRIBUTES = {
         "models/bert.py use_hf_numerics sets its epsilon to the checkpoint's layer_norm_eps",
     ("keras-hub", "TransformerEncoder", "_feedforward_layer_norm"):
         "models/bert.py use_hf_numerics sets its epsilon to the checkpoint's layer_norm_eps",
+    ("keras-hub", "TransformerEncoder", "_self_attention_layer"):
+        "models/bert.py BertMLM.attention_projections recomputes its queries, keys and values (layer-wise terms)",
+    ("keras", "MultiHeadAttention", "_query_dense"):
+        "models/bert.py BertMLM.attention_projections: the attention maps of the layer-wise terms",
+    ("keras", "MultiHeadAttention", "_key_dense"):
+        "models/bert.py BertMLM.attention_projections: the attention maps of the layer-wise terms",
+    ("keras", "MultiHeadAttention", "_value_dense"):
+        "models/bert.py BertMLM.attention_projections: the value relations of the layer-wise terms",
     ("keras-hub", "MaskedLMHead", "_intermediate_layer_norm"):
         "models/keras_hub_preset.py sets its epsilon to the backbone's in the HF-numerics masked-LM tasks",
     ("keras", "Optimizer", "_learning_rate"):
@@ -94,6 +102,14 @@ def transformer_encoder_parts(layer) -> tuple:
     return tuple(_get(layer, "keras-hub", "TransformerEncoder", name)
                  for name in ("_feedforward_intermediate_dense", "_self_attention_layer_norm",
                               "_feedforward_layer_norm"))
+
+
+def attention_projections(layer) -> tuple:
+    """``(query, key, value)`` EinsumDense layers of a KerasHub ``TransformerEncoder``'s self-attention
+    (built): ``[B, L, H] -> [B, L, heads, head_dim]``, biases included."""
+    attention = _get(layer, "keras-hub", "TransformerEncoder", "_self_attention_layer")
+    return tuple(_get(attention, "keras", "MultiHeadAttention", name)
+                 for name in ("_query_dense", "_key_dense", "_value_dense"))
 
 
 def masked_lm_head_layer_norm(head):

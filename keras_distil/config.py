@@ -165,7 +165,10 @@ class ModelConfig(Section):
 
 
 ALPHA_KEYS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden_mse", "alpha_sentence_mse",
-              "alpha_sentence_cos")
+              "alpha_sentence_cos", "alpha_layer_mse", "alpha_attention", "alpha_value_relation",
+              "alpha_embedding_mse")
+# The layer-wise terms (TinyBERT, MiniLM): they read every layer's hidden states, not only the last.
+LAYER_ALPHA_KEYS = ("alpha_layer_mse", "alpha_attention", "alpha_value_relation", "alpha_embedding_mse")
 
 
 @dataclasses.dataclass
@@ -203,6 +206,30 @@ class DistillConfig(Section):
     pooling: Literal["auto", "mean", "cls", "max"] = "auto"
     # L2-normalise the pooled embeddings; null: as the teacher (its 2_Normalize module), else false.
     normalize_embeddings: bool | None = None
+    # ---- layer-wise terms (TinyBERT, MiniLM); each works across widths and is off at 0 ----
+    # Weight of the MSE between each student layer's output and its mapped teacher layer's (layer_map),
+    # through a learned linear projection per pair when the widths differ (TinyBERT); mean over the pairs,
+    # the teacher's hidden dims and the non-pad tokens.
+    alpha_layer_mse: float = 0.0
+    # Weight of KL(teacher || student) between self-attention distributions over the keys, per query token
+    # (MiniLM): per head when both have the same head count, else between the head-averaged maps; mean over
+    # heads, the relation_layers pairs and the non-pad query tokens. Padded keys are masked out.
+    alpha_attention: float = 0.0
+    # Weight of KL(teacher || student) between value relations softmax(V V^T / sqrt(d)) (MiniLM), with V
+    # split into relation_heads heads; averaged like alpha_attention.
+    alpha_value_relation: float = 0.0
+    # Weight of the MSE between the embedding layers' outputs (TinyBERT), projected when widths differ.
+    alpha_embedding_mse: float = 0.0
+    # Teacher transformer layer (0-based) each student layer is compared to, one entry per student layer;
+    # null: uniform, student layer i -> teacher layer (i + 1) * n_teacher // n_student - 1 (TinyBERT's
+    # every k-th: 3 of 6 -> [1, 3, 5]).
+    layer_map: list[int] | None = None
+    # The layer pairs of alpha_attention and alpha_value_relation: "last" (the last student layer and the
+    # last teacher layer, MiniLM) or "mapped" (every layer_map pair, TinyBERT).
+    relation_layers: Literal["last", "mapped"] = "last"
+    # Heads V is split into for alpha_value_relation; both widths must divide by it. null: the teacher's
+    # num_heads.
+    relation_heads: int | None = None
 
     def validate(self, prefix: str) -> None:
         _require(self.temperature > 0, f"{prefix}.temperature", "a number > 0", self.temperature)
@@ -217,6 +244,11 @@ class DistillConfig(Section):
                      "null or a non-empty list of teacher layer indices", self.student_layers)
             _require(all(i >= 0 for i in self.student_layers), f"{prefix}.student_layers",
                      "indices >= 0", self.student_layers)
+        if self.layer_map is not None:
+            _require(len(self.layer_map) > 0 and all(i >= 0 for i in self.layer_map), f"{prefix}.layer_map",
+                     "null or a non-empty list of teacher layer indices >= 0", self.layer_map)
+        _require(self.relation_heads is None or self.relation_heads >= 1, f"{prefix}.relation_heads",
+                 "null or an integer >= 1", self.relation_heads)
 
     @property
     def needs_teacher_logits(self) -> bool:
@@ -240,13 +272,27 @@ class DistillConfig(Section):
     def uses_sentence_embeddings(self) -> bool:
         return self.alpha_sentence_mse > 0 or self.alpha_sentence_cos > 0
 
+    @property
+    def uses_layers(self) -> bool:
+        """A layer-wise term is on: both models must return every layer's hidden states."""
+        return any(getattr(self, key) > 0 for key in LAYER_ALPHA_KEYS)
+
 
 @dataclasses.dataclass
 class StudentConfig(Section):
-    """The student's own knobs where they may differ from the teacher's (its shape follows the teacher's
-    width and ``distill.student_layers``)."""
+    """The student's shape and its own knobs where they may differ from the teacher's. Each null means "as
+    the teacher" (models/student.py ``student_model_config``)."""
 
     _name = "student"
+    # Transformer blocks; null: len(distill.student_layers) when given, else half the teacher's (rounded up).
+    num_layers: int | None = None
+    # Width of every hidden state; null: the teacher's. A narrower student needs distill.student_init
+    # "teacher" (a reduction of the teacher's weights) or "random".
+    hidden_size: int | None = None
+    # Attention heads; must divide hidden_size. null: the teacher's.
+    num_heads: int | None = None
+    # Feed-forward inner width; null: the teacher's ratio to the width (4x for BERT) times hidden_size.
+    intermediate_size: int | None = None
     # Dropout on the student's hidden states and attention probabilities while it trains, 0..1; null: the
     # teacher's (its config.json). A short distillation converges faster without it (docs/decisions.md).
     dropout: float | None = None
@@ -254,6 +300,12 @@ class StudentConfig(Section):
     def validate(self, prefix: str) -> None:
         if self.dropout is not None:
             _require(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", "null or a number in [0, 1)", self.dropout)
+        for key in ("num_layers", "hidden_size", "num_heads", "intermediate_size"):
+            value = getattr(self, key)
+            _require(value is None or value > 0, f"{prefix}.{key}", "null or an integer > 0", value)
+        if self.hidden_size is not None and self.num_heads is not None:
+            _require(self.hidden_size % self.num_heads == 0, f"{prefix}.num_heads",
+                     f"a divisor of student.hidden_size={self.hidden_size}", self.num_heads)
 
 
 @dataclasses.dataclass

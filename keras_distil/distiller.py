@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from keras_distil import losses
 from keras_distil.config import ConfigError, DistillConfig
+from keras_distil.layer_terms import LAYER_TERMS, LayerTerms, Projections
 from keras_distil.models.pooling import pool_hidden_states, resolve_pooling
 from keras_distil.replicas import global_sum, num_replicas
 
@@ -52,12 +53,10 @@ BATCH_KEYS = ("token_ids", "padding_mask", "mask_positions", "mask_ids", "mask_w
 MASK_KEYS = ("mask_positions", "mask_ids", "mask_weights")  # absent from clean (unmasked) batches
 COUNT_KEYS = ("tokens", "masked", "sequences")  # the keys of Distiller.batch_counts
 # Each weighted by DistillConfig.alpha_<term>.
-TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse", "sentence_mse", "sentence_cos")
+TERMS = ("ce", "mlm", "cos", "mse", "hidden_mse", "sentence_mse", "sentence_cos", *LAYER_TERMS)
 
-# Terms that compare last hidden states, hence need a student of the teacher's width: alpha key -> what.
-HIDDEN_STATE_TERMS = {"alpha_cos": "the cosine loss", "alpha_hidden_mse": "the hidden-state MSE",
-                      "alpha_sentence_mse": "the sentence-embedding MSE",
-                      "alpha_sentence_cos": "the sentence-embedding cosine"}
+# Terms that compare last hidden states: a narrower student's go through a learned projection ("last").
+HIDDEN_STATE_TERMS = ("alpha_cos", "alpha_hidden_mse", "alpha_sentence_mse", "alpha_sentence_cos")
 
 
 def _globally_weighted_mean(values, weights, total=None):
@@ -83,7 +82,8 @@ class Distiller(keras.Model):
     runs in inference mode outside the gradient tape.
     """
 
-    def __init__(self, teacher, student, config: DistillConfig | dict | None = None, **kwargs):
+    def __init__(self, teacher, student, config: DistillConfig | dict | None = None, projection_basis=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if config is None:
             config = DistillConfig()
@@ -96,6 +96,7 @@ class Distiller(keras.Model):
             self.teacher.trainable = False
         self.pooling = resolve_pooling(config, getattr(teacher, "pooling", None))
         self._check_compatible()
+        self.layer_terms, self.projections = self._layer_wise_parts(projection_basis)
         self.active_terms = tuple(t for t in TERMS if getattr(config, f"alpha_{t}") > 0)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.active_terms}
         # Both models are built at construction; marking the Distiller built lets fit() callbacks
@@ -103,18 +104,41 @@ class Distiller(keras.Model):
         self.built = True
 
     # ---- checks -------------------------------------------------------------------------------
+    def _layer_wise_parts(self, basis):
+        """``(LayerTerms or None, Projections or None)``: what the layer-wise terms and a narrower student's
+        hidden-state terms need (the projections map the student's width to the teacher's)."""
+        t_cfg = getattr(self.teacher, "model_config", None)
+        s_cfg = getattr(self.student, "model_config", None)
+        if t_cfg is None or s_cfg is None:
+            if self.config.uses_layers:
+                raise ConfigError("distill.alpha_layer_mse/alpha_attention/alpha_value_relation/alpha_embedding_mse: "
+                                  "the layer-wise terms need BertMLM teacher and student models")
+            return None, None
+        layer_terms = LayerTerms(self.config, t_cfg, s_cfg) if self.config.uses_layers else None
+        names = list(layer_terms.projection_names) if layer_terms else []
+        if t_cfg.hidden_size != s_cfg.hidden_size and any(getattr(self.config, k) > 0 for k in HIDDEN_STATE_TERMS):
+            names.append("last")
+        projections = Projections(names, s_cfg.hidden_size, t_cfg.hidden_size, basis,
+                                                 name="projections") if names else None
+        return layer_terms, projections
+
+    @property
+    def trained_variables(self) -> list:
+        """What the optimizer updates: the student's trainable variables (less its MLM head when no term reads
+        logits: nothing would reach it, and weight decay alone would shrink it), then the projections'."""
+        variables = self.student.trainable_variables
+        head = getattr(self.student, "mlm_head", None)
+        if head is not None and not self.config.uses_logits:
+            skipped = {id(v) for v in head.trainable_variables}
+            variables = [v for v in variables if id(v) not in skipped]
+        extra = self.projections.trainable_variables if self.projections is not None else []
+        return variables + extra
+
     def _check_compatible(self) -> None:
         cfg = self.config
         t_cfg = getattr(self.teacher, "model_config", None)
         s_cfg = getattr(self.student, "model_config", None)
         if t_cfg is not None and s_cfg is not None:
-            for key, what in HIDDEN_STATE_TERMS.items():
-                if getattr(cfg, key) > 0 and t_cfg.hidden_size != s_cfg.hidden_size:
-                    raise ConfigError(
-                        f"distill.{key}: {what} compares hidden states, but the teacher's width is "
-                        f"{t_cfg.hidden_size} and the student's {s_cfg.hidden_size}; set {key} to 0 or use a "
-                        "student of the teacher's width"
-                    )
             if t_cfg.vocab_size != s_cfg.vocab_size:
                 raise ConfigError(
                     f"model.vocab_size: teacher has {t_cfg.vocab_size} tokens, student {s_cfg.vocab_size}; "
@@ -179,12 +203,25 @@ class Distiller(keras.Model):
     def teacher_outputs(self, inputs):
         if self.teacher is None:
             return {}
-        out = self.teacher(inputs, training=False, return_logits=self.config.needs_teacher_logits)
+        out = self.teacher(inputs, training=False, return_logits=self.config.needs_teacher_logits,
+                           **self._layers_kwarg)
         return tf.nest.map_structure(tf.stop_gradient, out)
+
+    @property
+    def _layers_kwarg(self) -> dict:
+        """Every layer's output only when a layer-wise term reads them (the default step does no such work)."""
+        return {"return_layers": True} if self.layer_terms is not None else {}
 
     def student_outputs(self, inputs, training):
         """The student's forward; the vocabulary projection only when a term reads the logits."""
-        return self.student(inputs, training=training, return_logits=self.config.uses_logits)
+        return self.student(inputs, training=training, return_logits=self.config.uses_logits, **self._layers_kwarg)
+
+    def _student_hidden(self, student_out):
+        """The student's last hidden states in the teacher's width (through the "last" projection if narrower)."""
+        hidden = student_out["hidden"]
+        if self.projections is not None and "last" in self.projections.names:
+            hidden = self.projections.project("last", hidden)
+        return hidden
 
     @staticmethod
     def batch_counts(batch) -> dict:
@@ -218,17 +255,18 @@ class Distiller(keras.Model):
                 logits = tf.gather(logits, tf.cast(batch["mask_positions"], tf.int32), batch_dims=1)
             ce = losses.mlm_cross_entropy_per_token(batch["mask_ids"], logits)
             terms["mlm"] = _globally_weighted_mean(ce, mask_weights, totals.get("masked"))
+        student_hidden = self._student_hidden(student_out)
         if cfg.alpha_cos > 0:
-            dist = losses.cosine_distance_per_token(student_out["hidden"], teacher_out["hidden"])
+            dist = losses.cosine_distance_per_token(student_hidden, teacher_out["hidden"])
             terms["cos"] = _globally_weighted_mean(dist, padding, totals.get("tokens"))
         if cfg.alpha_mse > 0:
             mse = losses.mse_per_token(student_out["logits"], teacher_out["logits"])
             terms["mse"] = _globally_weighted_mean(mse, soft_weights, totals.get(soft_key))
         if cfg.alpha_hidden_mse > 0:
-            mse = losses.mse_per_token(student_out["hidden"], teacher_out["hidden"])
+            mse = losses.mse_per_token(student_hidden, teacher_out["hidden"])
             terms["hidden_mse"] = _globally_weighted_mean(mse, padding, totals.get("tokens"))
         if cfg.uses_sentence_embeddings:
-            student_emb = pool_hidden_states(student_out["hidden"], padding, self.pooling)
+            student_emb = pool_hidden_states(student_hidden, padding, self.pooling)
             teacher_emb = pool_hidden_states(teacher_out["hidden"], padding, self.pooling)
             sequences = tf.cast(tf.reduce_max(padding, axis=1) > 0, tf.float32)
             if cfg.alpha_sentence_mse > 0:
@@ -237,6 +275,11 @@ class Distiller(keras.Model):
             if cfg.alpha_sentence_cos > 0:
                 dist = losses.cosine_distance_per_token(student_emb, teacher_emb)
                 terms["sentence_cos"] = _globally_weighted_mean(dist, sequences, totals.get("sequences"))
+        if self.layer_terms is not None:
+            per_token = self.layer_terms.per_token(self.student, self.teacher, student_out, teacher_out, padding,
+                                                   self.projections)
+            for name, values in per_token.items():
+                terms[name] = _globally_weighted_mean(values, padding, totals.get("tokens"))
         return terms
 
     def total_loss(self, terms: dict):
@@ -252,11 +295,11 @@ class Distiller(keras.Model):
 
     def compute_gradients(self, batch, totals: dict | None = None):
         """``(grads, total, terms)`` of this replica's share of the loss on ``batch``; the gradients are of
-        the loss scaled by the optimizer (``mixed_float16``), for ``student.trainable_variables``.
+        the loss scaled by the optimizer (``mixed_float16``), for :attr:`trained_variables`.
         ``totals``: see :meth:`compute_terms`."""
         inputs = self._model_inputs(batch)
         teacher_out = self.teacher_outputs(inputs)
-        variables = self.student.trainable_variables
+        variables = self.trained_variables
         with tf.GradientTape() as tape:
             student_out = self.student_outputs(inputs, training=True)
             terms = self.compute_terms(batch, student_out, teacher_out, totals)
@@ -267,7 +310,7 @@ class Distiller(keras.Model):
     def train_step(self, data):
         batch = data[0] if isinstance(data, tuple) else data
         grads, total, terms = self.compute_gradients(batch)
-        self.optimizer.apply(grads, self.student.trainable_variables)
+        self.optimizer.apply(grads, self.trained_variables)
         self._update_trackers(total, terms)
         return {m.name: m.result() for m in self.metrics}
 

@@ -102,3 +102,46 @@ def sentence_embedding_mse(student_embeddings, teacher_embeddings, weights):
 def sentence_embedding_cosine(student_embeddings, teacher_embeddings, weights):
     """Mean over sequences (``weights`` [B] > 0) of ``1 - cos(e_s, e_t)`` between pooled embeddings [B, D]."""
     return weighted_mean(cosine_distance_per_token(student_embeddings, teacher_embeddings), weights)
+
+
+# ---- relation terms (MiniLM, TinyBERT): distributions over the keys of each query token ----------------
+
+MASKED_SCORE = -1e9  # the score of a padded key: exp() is 0, and differences of two masked log-probs are finite
+
+
+def attention_scores(queries, keys):
+    """Scaled dot products ``q . k / sqrt(d)`` per head: ``[B, L, h, d]`` twice -> ``[B, h, L, L]`` (float32)."""
+    q, k = _f32(queries), _f32(keys)
+    return tf.einsum("bqhd,bkhd->bhqk", q, k) / tf.sqrt(tf.cast(tf.shape(q)[-1], tf.float32))
+
+
+def self_relation_scores(values, num_heads: int):
+    """MiniLM's value relation before the softmax: ``V_r V_r^T / sqrt(d_r)`` for ``V`` [B, L, D] (or
+    [B, L, heads, head_dim], flattened first) split into ``num_heads`` relation heads of ``D / num_heads``
+    -> ``[B, num_heads, L, L]``."""
+    v = _f32(values)
+    shape = tf.shape(v)
+    v = tf.reshape(v, (shape[0], shape[1], num_heads, -1))
+    return attention_scores(v, v)
+
+
+def masked_log_softmax(scores, padding_mask):
+    """``log softmax`` over the last axis of ``scores`` [B, h, L, L] with padded keys (``padding_mask`` [B, L]
+    == 0) given probability 0."""
+    keys = tf.cast(padding_mask, tf.bool)[:, None, None, :]
+    return tf.nn.log_softmax(tf.where(keys, _f32(scores), MASKED_SCORE), axis=-1)
+
+
+def head_average_log_probs(log_probs):
+    """``log mean_h p_h`` of distributions given as log-probabilities [B, h, L, L] -> [B, 1, L, L]: the
+    head-averaged map, to compare models whose head counts differ."""
+    heads = tf.cast(tf.shape(log_probs)[1], tf.float32)
+    return tf.reduce_logsumexp(log_probs, axis=1, keepdims=True) - tf.math.log(heads)
+
+
+def relation_kl_per_token(student_log_probs, teacher_log_probs):
+    """``KL(teacher || student)`` over the keys, averaged over heads, for each query token:
+    ``[B, h, L, L]`` log-probabilities -> ``[B, L]``."""
+    t, s = _f32(teacher_log_probs), _f32(student_log_probs)
+    kl = tf.reduce_sum(tf.exp(t) * (t - s), axis=-1)
+    return tf.reduce_mean(kl, axis=1)

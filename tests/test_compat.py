@@ -15,8 +15,10 @@ def _instances() -> dict:
     encoder.build((None, 4, 8))
     head = keras_hub.layers.MaskedLMHead(vocabulary_size=10, activation="gelu")
     head.build((None, 4, 8), (None, 2))
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    attention.build((None, 4, 8), (None, 4, 8))
     return {"TransformerEncoder": encoder, "MaskedLMHead": head, "Optimizer": keras.optimizers.AdamW(1e-3),
-            "ExportArchive": keras.export.ExportArchive()}
+            "ExportArchive": keras.export.ExportArchive(), "MultiHeadAttention": attention}
 
 
 def test_the_pins_are_the_versions_checked():
@@ -32,6 +34,8 @@ def test_every_listed_private_attribute_exists():
     assert [p.name for p in parts] == ["feedforward_intermediate_dense", "self_attention_layer_norm",
                                        "feedforward_layer_norm"]
     assert compat.masked_lm_head_layer_norm(instances["MaskedLMHead"]).name == "intermediate_layer_norm"
+    projections = compat.attention_projections(instances["TransformerEncoder"])
+    assert [p.name for p in projections] == ["query", "key", "value"]
     assert float(compat.optimizer_learning_rate(instances["Optimizer"])) == pytest.approx(1e-3)
     assert compat.export_archive_trackable(instances["ExportArchive"]) is not None
 

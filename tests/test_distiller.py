@@ -111,13 +111,16 @@ def test_keras_save_load_continue_equals_uninterrupted(tmp_path, confident_teach
 
 
 @pytest.mark.parametrize("key", ["alpha_cos", "alpha_hidden_mse"])
-def test_hidden_state_terms_need_equal_widths(key, confident_teacher):
+def test_hidden_state_terms_of_a_narrower_student_go_through_a_projection(key, confident_teacher):
+    """Across widths the last-layer terms compare the student's states mapped to the teacher's width by a
+    learned projection (tests/test_layer_terms.py checks the values); same width: no projection."""
     teacher = confident_teacher()
     narrow = BertMLM(dict(TINY_MODEL, hidden_size=16, num_layers=2))
-    config = {"alpha_cos": 0.0, key: 1.0}
-    with pytest.raises(ConfigError, match=f"distill.{key}: .*width is 32 and the student's 16; set {key} to 0"):
-        Distiller(teacher, narrow, config)
-    Distiller(teacher, narrow, {**config, key: 0.0})  # fine without the hidden-state terms
+    distiller = Distiller(teacher, narrow, {"alpha_cos": 0.0, key: 1.0})
+    assert distiller.projections.names == ["last"]
+    assert distiller.projections.maps["last"].kernel.shape == (16, TINY_MODEL["hidden_size"])
+    assert Distiller(teacher, narrow, {"alpha_cos": 0.0, key: 0.0}).projections is None
+    assert Distiller(teacher, BertMLM(dict(TINY_MODEL, num_layers=2)), {key: 1.0}).projections is None
 
 
 def test_encoder_only_teacher_allows_cosine_only(confident_teacher):

@@ -70,3 +70,30 @@ def test_sentence_embedding_recipe_trains_on_clean_text_with_embedding_terms_alo
     # (float32: 21.3 min, the same held-out figures to 1e-4).
     assert r.train.steps is not None and r.data.batch_size * r.train.steps <= 64 * 600
     assert r.train.mixed_precision == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("name, shape, layer_map, relation_pairs, active", [
+    ("tinybert-4l-312", (4, 312, 12, 1200), [2, 5, 8, 11], [(0, 2), (1, 5), (2, 8), (3, 11)],
+     ("layer_mse", "attention", "embedding_mse")),
+    ("minilm-6l-384", (6, 384, 12, 1536), [1, 3, 5, 7, 9, 11], [(5, 11)], ("attention", "value_relation")),
+])
+def test_narrow_recipes_have_the_published_shapes_for_a_bert_base_teacher(name, shape, layer_map, relation_pairs,
+                                                                          active):
+    """TinyBERT (Jiao et al. 2020: 4 x 312, 12 heads, FFN 1200; embedding, hidden-state and attention terms on
+    every k-th layer) and MiniLM (Wang et al. 2020: 6 x 384, 12 heads; attention and value relations of the
+    last layer) for BERT-base (the ModelConfig defaults: 12 x 768, 12 heads), by name, on clean text."""
+    from keras_distil.config import ModelConfig
+    from keras_distil.layer_terms import LayerTerms
+    from keras_distil.models.student import student_model_config
+
+    recipe = load_recipe(name)
+    bert_base = ModelConfig()
+    student = student_model_config(bert_base, recipe.student, recipe.distill.student_layers)
+    assert (student.num_layers, student.hidden_size, student.num_heads, student.intermediate_size) == shape
+    terms = LayerTerms(recipe.distill, bert_base, student)
+    assert terms.active == active and terms.layer_map == layer_map and terms.relation_pairs == relation_pairs
+    assert not recipe.distill.uses_logits and resolve_masking(recipe.data, recipe.distill) == "none"
+    if "value_relation" in active:
+        assert terms.relation_heads == 12  # 768 / 12 and 384 / 12: MiniLM's per-head relations
+    # The same numbers as a DistilBERT-sized update: a multiple of the paper's batch through accumulation.
+    assert recipe.data.batch_size * recipe.train.gradient_accumulation_steps >= 256

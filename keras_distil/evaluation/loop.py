@@ -89,14 +89,14 @@ class _EmbeddingComparison:
         keep = np.flatnonzero(rows)[:max(0, self.max_texts - self.texts)]
         for name, model in self.models.items():
             hidden, emb = encoded[id(model)]
+            self.kept[name].append(emb[keep])  # pairwise similarities compare within a model: any width
             if hidden.shape[-1] != t_hidden.shape[-1]:
-                self.widths_differ.add(name)
+                self.widths_differ.add(name)  # no cosine between vectors of different widths
                 continue
             if name != self.teacher_name:
                 add_sums(self.sums[name], {**token_cosine_sums(t_hidden, hidden, padding),
                                            "sequences": float(rows.sum()),
                                            "sentence_cos": float(row_cosines(emb[rows], t_emb[rows]).sum())})
-            self.kept[name].append(emb[keep])
         self.texts += len(keep)
 
     def figures(self, name: str) -> dict:
@@ -104,7 +104,7 @@ class _EmbeddingComparison:
         result = {"hidden_cosine": ratio(sums.get("hidden_cos"), sums.get("tokens")),
                   "sentence_cosine": ratio(sums.get("sentence_cos"), sums.get("sequences")),
                   "similarity_spearman": None, "neighbour_agreement": None}
-        if name not in self.widths_differ and self.kept[name]:
+        if self.kept[name]:
             model, teacher = np.concatenate(self.kept[name]), np.concatenate(self.kept[self.teacher_name])
             result["similarity_spearman"] = similarity_spearman(model, teacher)
             result["neighbour_agreement"] = neighbour_agreement(model, teacher)

@@ -16,11 +16,6 @@ logger = logging.getLogger("keras_distil.evaluate")
 COPIED_NAME = "copied (untrained)"  # the reference row: the student before distillation
 
 
-def evenly_spaced_layers(num_teacher_layers: int, num_layers: int) -> list[int]:
-    """``num_layers`` teacher layer indices spread evenly from layer 0: ``(12, 4) -> [0, 3, 6, 9]``."""
-    return [i * num_teacher_layers // num_layers for i in range(num_layers)]
-
-
 def run_student_layers(model_path: str | None) -> list[int] | None:
     """``distill.student_layers`` of the run folder a saved student lies in, else None.
 
@@ -48,13 +43,13 @@ def copied_layers_for(num_teacher_layers: int, num_layers: int, model_path: str 
 
     In order: the run folder's ``distill.student_layers`` when ``model_path`` lies in a run
     (:func:`run_student_layers`) and it has ``num_layers`` entries ("run config"); every other teacher
-    layer when that gives ``num_layers`` ("every other layer"); else :func:`evenly_spaced_layers`.
+    layer when that gives ``num_layers`` ("every other layer"); else evenly spaced (:func:`keras_distil.models.student.copied_layers`).
 
     Example:
     >>> copied_layers_for(6, 3), copied_layers_for(6, 4)
     (([0, 2, 4], 'every other layer'), ([0, 1, 3, 4], 'evenly spaced'))
     """
-    from keras_distil.models.student import default_student_layers
+    from keras_distil.models.student import copied_layers, default_student_layers
 
     layers = run_student_layers(model_path)
     if layers is not None and len(layers) == num_layers and all(0 <= i < num_teacher_layers for i in layers):
@@ -62,9 +57,8 @@ def copied_layers_for(num_teacher_layers: int, num_layers: int, model_path: str 
     if layers is not None:
         logger.warning("%s: the run's distill.student_layers %s do not fit a %d-layer student of a %d-layer "
                        "teacher; ignored", model_path, layers, num_layers, num_teacher_layers)
-    if len(default_student_layers(num_teacher_layers)) == num_layers:
-        return default_student_layers(num_teacher_layers), "every other layer"
-    return evenly_spaced_layers(num_teacher_layers, num_layers), "evenly spaced"
+    chosen = copied_layers(num_teacher_layers, num_layers)
+    return chosen, "every other layer" if chosen == default_student_layers(num_teacher_layers) else "evenly spaced"
 
 
 def add_copied_reference(models: dict, teacher_name: str | None, layers=None, paths: dict | None = None,

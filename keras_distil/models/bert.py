@@ -96,7 +96,8 @@ class BertMLM(keras.Model):
 
     Outputs (a dict): ``hidden`` [B, L, H] (last hidden states), ``pooled`` [B, H] (BERT's tanh pooler
     on [CLS]; frozen, since no MLM or distillation loss reaches it), and with a head ``logits``:
-    [B, P, V] at ``mask_positions`` when given, else [B, L, V].
+    [B, P, V] at ``mask_positions`` when given, else [B, L, V]; with ``return_layers=True``, ``layers``
+    (every layer's output, for the layer-wise terms: the default call does none of that work).
 
     ``pooling``: how the model's sentence embedding is made from ``hidden``
     (:class:`~keras_distil.models.pooling.SentencePooling`; None for a model that is not a sentence encoder).
@@ -138,17 +139,24 @@ class BertMLM(keras.Model):
         type(self).trainable.fset(self, trainable)  # an assignment of the unchanged value would be skipped
         self.built = True  # every weight exists now: copying, saving and fit() need no dummy call
 
-    def call(self, inputs, training=None, return_logits=True):
-        """``return_logits=False`` skips the MLM head (a teacher needed for its hidden states only)."""
+    def call(self, inputs, training=None, return_logits=True, return_layers=False):
+        """``return_logits=False`` skips the MLM head (a teacher needed for its hidden states only).
+        ``return_layers=True`` adds ``layers``: the embedding layer's output then every block's, a list of
+        ``num_layers + 1`` tensors [B, L, H] (the layer-wise distillation terms)."""
         token_ids = inputs["token_ids"]
         segment_ids = inputs.get("segment_ids")
         if segment_ids is None:
             segment_ids = tf.zeros_like(token_ids)
-        out = self.backbone(
-            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": inputs["padding_mask"]},
-            training=training,
-        )
-        result = {"hidden": out["sequence_output"], "pooled": out["pooled_output"]}
+        if return_layers:
+            layers = self._layer_outputs(token_ids, segment_ids, inputs["padding_mask"], training)
+            result = {"hidden": layers[-1], "pooled": self.backbone.pooled_dense(layers[-1][:, 0, :]),
+                      "layers": layers}
+        else:
+            out = self.backbone(
+                {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": inputs["padding_mask"]},
+                training=training,
+            )
+            result = {"hidden": out["sequence_output"], "pooled": out["pooled_output"]}
         if self.mlm_head is not None and return_logits:
             hidden = result["hidden"]
             positions = inputs.get("mask_positions")
@@ -156,6 +164,26 @@ class BertMLM(keras.Model):
                 hidden = tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
             result["logits"] = self.mlm_head(hidden, token_embedding=self.backbone.token_embedding)
         return result
+
+    def _layer_outputs(self, token_ids, segment_ids, padding_mask, training):
+        """KerasHub ``BertBackbone``'s forward pass, layer by layer, keeping every layer's output (the same
+        layers and arithmetic as the functional backbone: tests/models/test_layer_outputs.py)."""
+        b = self.backbone
+        tokens = b.token_embedding(token_ids)
+        x = b.embeddings_add((tokens, b.position_embedding(tokens), b.segment_embedding(segment_ids)))
+        x = b.embeddings_dropout(b.embeddings_layer_norm(x), training=training)
+        outputs = [x]
+        for layer in b.transformer_layers:
+            x = layer(x, padding_mask=padding_mask, training=training)
+            outputs.append(x)
+        return outputs
+
+    def attention_projections(self, index: int, layer_input):
+        """``(queries, keys, values)`` [B, L, heads, head_dim] of block ``index`` for its input
+        ``layer_input`` (``layers[index]`` of :meth:`call`): the tensors its self-attention computes, recomputed
+        with its own weights for the attention and value-relation terms."""
+        query, key, value = compat.attention_projections(self.backbone.transformer_layers[index])
+        return query(layer_input), key(layer_input), value(layer_input)
 
     @property
     def trainable(self):

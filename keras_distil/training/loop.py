@@ -65,15 +65,15 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             # Slots exist before a restore (Keras variables are not restored lazily).
-            inner_optimizer(model.optimizer).build(model.student.trainable_variables)
+            inner_optimizer(model.optimizer).build(model.trained_variables)
             if hasattr(model.optimizer, "inner_optimizer"):
-                model.optimizer.build(model.student.trainable_variables)
+                model.optimizer.build(model.trained_variables)
 
     def _checkpoints(self) -> Checkpoints | None:
         if self.checkpoint_dir is None:
             return None
         return Checkpoints(self.checkpoint_dir, self.keep_checkpoints, student=self.model.student,
-                           optimizer=self.model.optimizer, step=self.step, is_chief=self.is_chief,
+                           projections=getattr(self.model, "projections", None), optimizer=self.model.optimizer, step=self.step, is_chief=self.is_chief,
                            task_index=self.task_index)
 
     def _distributed_data(self, dataset_fn, done_steps: int):

@@ -34,9 +34,12 @@ class Checkpoints:
     """The run's checkpoint folder: ``restore()`` the latest at start, ``save(step)`` as training goes."""
 
     def __init__(self, directory: str, keep: int, *, student, optimizer, step: tf.Variable,
-                 is_chief: bool = True, task_index: int = 0):
+                 is_chief: bool = True, task_index: int = 0, projections=None):
+        # ``projections``: a narrower student's learned maps to the teacher's width (layer_terms.py), which
+        # train with it; absent from runs without them, so their checkpoints keep their layout.
+        extra = {} if projections is None else {"projections": projections}
         self.checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, step=step,
-                                              seeds=seed_states(student))
+                                              seeds=seed_states(student), **extra)
         self.directory = directory
         self.is_chief = is_chief
         write_dir = directory if is_chief else os.path.join(directory, "..", f".scratch-worker-{task_index}")

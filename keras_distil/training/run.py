@@ -148,8 +148,6 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
 
 def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
     """The body of :func:`_run`, under the recipe's precision policy."""
-    from keras_distil.data import build_training_dataset
-    from keras_distil.data.pipeline import ensure_nonempty
 
     keras.utils.set_random_seed(recipe.train.seed)
     _, is_chief = worker_info(strategy)
@@ -157,7 +155,41 @@ def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -
     if recipe.data.batch_size % replicas:
         raise ConfigError(f"data.batch_size: got {recipe.data.batch_size}; accepted: a multiple of the "
                           f"{replicas} replicas of this strategy")
+    fresh = is_chief and not os.path.exists(os.path.join(os.path.abspath(recipe.out or "."), "config.json"))
     folder = prepare_folder(recipe, command, is_chief)
+    try:
+        return _train_in(folder, recipe, command, build, console, strategy)
+    except BaseException:
+        if fresh:
+            remove_failed_start(folder)
+        raise
+
+
+def remove_failed_start(folder: RunFolder) -> None:
+    """Undo a run that failed before its first checkpoint (a wrong teacher, an ignored knob, an empty corpus):
+    its config.json, logs/ and checkpoints/ go, and the folder itself when nothing else is in it, so the
+    corrected command starts afresh instead of being refused as "a different run"."""
+    import shutil
+
+    import tensorflow as tf
+
+    if tf.train.latest_checkpoint(folder.checkpoints) is not None:
+        return  # something to resume from: keep everything
+    for path in (folder.checkpoints, folder.logs):
+        shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(folder.config):
+        os.remove(folder.config)
+    if os.path.isdir(folder.root) and not os.listdir(folder.root):
+        os.rmdir(folder.root)
+
+
+def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
+    """The run once its folder exists: build, count, compile, train, save the student."""
+    from keras_distil.data import build_training_dataset
+    from keras_distil.data.pipeline import ensure_nonempty
+
+    _, is_chief = worker_info(strategy)
+    replicas = strategy.num_replicas_in_sync
     with strategy.scope():
         model, tokenizer = build(recipe)
     sources = list(recipe.train_data)
@@ -186,12 +218,42 @@ def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -
     return result
 
 
+def check_model_section(recipe: RecipeConfig, teacher_config) -> None:
+    """``distill`` takes its shape from the teacher and the ``student`` section: a ``model.*`` knob set in the
+    recipe that disagrees with the teacher would be ignored, so it is a :class:`ConfigError` naming it. A
+    ``model`` section that describes the teacher itself (a recipe shared with ``pretrain``) is accepted."""
+    from keras_distil.config import ModelConfig
+
+    defaults = ModelConfig().to_dict()
+    for key, value in recipe.model.to_dict().items():
+        if value != defaults[key] and value != getattr(teacher_config, key):
+            hint = f"student.{key}" if key in ("num_layers", "hidden_size", "num_heads", "intermediate_size",
+                                               "dropout") else "the teacher's own value"
+            raise ConfigError(f"model.{key}: got {value!r}, but distill takes the model's shape from the teacher "
+                              f"({key}={getattr(teacher_config, key)!r}) and ignores the model section; set "
+                              f"{hint} for the student instead")
+
+
+def init_sample(recipe: RecipeConfig, sources, tokenizer, sequences: int = 256) -> list:
+    """About ``sequences`` clean sequences of the training text, in batches (the narrow-student reduction's sample)."""
+    from keras_distil.config import DistillConfig
+    from keras_distil.data import build_training_dataset
+
+    data = recipe.data.replace(masking="none", batch_size=min(recipe.data.batch_size, 64))
+    clean = DistillConfig(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0)
+    dataset = build_training_dataset(data, sources, tokenizer, repeat=False, drop_remainder=False,
+                                     objective=clean)
+    return list(dataset.take(max(1, sequences // data.batch_size)).as_numpy_iterator())
+
+
 def distill(recipe: RecipeConfig, console: bool = True) -> dict:
-    """Distil ``recipe.teacher`` into a student of its width and half its depth (distill.student_layers),
-    initialised from the teacher's layers or at random (distill.student_init, seeded by train.seed)."""
+    """Distil ``recipe.teacher`` into a student of the ``student`` section's shape (by default the teacher's
+    width and half its depth), initialised from the teacher (copied layers, or a reduction of its weights for a
+    narrower student) or at random (distill.student_init, seeded by train.seed)."""
     from keras_distil.distiller import Distiller
     from keras_distil.models.checkpoint_formats import load_teacher
-    from keras_distil.models.student import build_student
+    from keras_distil.models.narrow_init import reduce_teacher
+    from keras_distil.models.student import build_student, same_width, student_model_config
 
     if not recipe.teacher:
         raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
@@ -199,13 +261,21 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
 
     def build(recipe):
         loaded = load_teacher(recipe.teacher, distill=recipe.distill)
+        check_model_section(recipe, loaded.model.model_config)
         tokenizer = _tokenizer(recipe, loaded.tokenizer)
         if tokenizer.vocab_size != loaded.model.model_config.vocab_size:
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
-        student = build_student(loaded.model, recipe.distill.student_layers, recipe.distill.student_init,
-                                seed=recipe.train.seed, dropout=recipe.student.dropout)
-        distiller = Distiller(loaded.model, student, recipe.distill)
+        shape = student_model_config(loaded.model.model_config, recipe.student, recipe.distill.student_layers)
+        reduced = recipe.distill.student_init == "teacher" and not same_width(shape, loaded.model.model_config)
+        student = build_student(loaded.model, recipe.distill.student_layers,
+                                "random" if reduced else recipe.distill.student_init, seed=recipe.train.seed,
+                                shape=recipe.student)
+        basis = None
+        if reduced:  # the teacher's weights reduced to the student's width; the projections start from its basis
+            sample = init_sample(recipe, list(recipe.train_data or []), tokenizer)
+            basis = reduce_teacher(loaded.model, student, sample, recipe.distill.student_layers)
+        distiller = Distiller(loaded.model, student, recipe.distill, projection_basis=basis)
         if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
         return distiller, tokenizer

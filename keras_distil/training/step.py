@@ -30,7 +30,10 @@ from keras_distil.replicas import global_sum
 from keras_distil.training.optim import loss_scale, use_presummed_gradients
 
 
-def _dense(grad):
+def _dense(grad, variable):
+    """A dense gradient; zeros for a variable no active term reaches (an MLM head under embedding-only terms)."""
+    if grad is None:
+        return tf.zeros_like(variable)
     return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
@@ -46,7 +49,7 @@ class _StepParts:
         self.strategy = strategy
         self.optimizer = model.optimizer
         use_presummed_gradients(self.optimizer)
-        self.variables = model.student.trainable_variables
+        self.variables = model.trained_variables
         self.log_keys = ("loss", *model.active_terms)
 
     def count_totals(self, batches):
@@ -59,7 +62,7 @@ class _StepParts:
     def micro_step(self, batch, totals):
         """``(dense grads, logs)`` of this replica's share of the loss on ``batch``."""
         grads, total, terms = self.model.compute_gradients(batch, totals)
-        return [_dense(g) for g in grads], {"loss": total, **terms}
+        return [_dense(g, v) for g, v in zip(grads, self.variables)], {"loss": total, **terms}
 
     def update(self, grads, logs, totals):
         """All-reduce the summed gradients and logs, apply the update; the step's global logs."""

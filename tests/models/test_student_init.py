@@ -113,3 +113,23 @@ def test_a_mixed_precision_run_leaves_the_policy_as_it_was_and_saves_a_float32_s
     moved = [np.abs(s.numpy() - t.numpy()).max() for s, t in zip(student.backbone.transformer_layers[0].weights,
                                                                    teacher.backbone.transformer_layers[0].weights)]
     assert max(moved) > 1e-4
+
+
+def test_an_ignored_model_knob_on_distill_is_an_error_and_leaves_no_run_behind(tmp_path, capsys):
+    """``model.hidden_size`` on distill would be ignored (the teacher dictates its shape): exit 2 with a one-line
+    error naming it and the student knob to use; the run folder it started is removed, so the corrected
+    command runs. A model section describing the teacher itself (a recipe shared with pretrain) is fine."""
+    from keras_distil.cli import main
+
+    corpus = write_corpus(tmp_path / "corpus")
+    keras.utils.set_random_seed(5)
+    BertMLM(dict(TINY_MODEL, num_layers=2)).save(tmp_path / "teacher.keras")
+    base = ["distill", "--teacher", str(tmp_path / "teacher.keras"), "--train-data", corpus["texts"][0],
+            "--out", str(tmp_path / "run"), "--set", f"data.vocab_file={corpus['vocab']}", "--set", "train.steps=1",
+            "--set", "data.max_len=16", "--set", "data.min_len=4", "--set", "data.batch_size=4"]
+    assert main(base + ["--set", "model.hidden_size=48"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.hidden_size: got 48" in err[0] and "student.hidden_size" in err[0], err
+    assert not (tmp_path / "run").exists()
+    teachers_own = [f"model.hidden_size={TINY_MODEL['hidden_size']}", f"model.num_heads={TINY_MODEL['num_heads']}"]
+    assert main(base + [item for knob in teachers_own for item in ("--set", knob)]) == 0
