@@ -79,9 +79,13 @@ def run_pretrain(args) -> int:
 
 def add_distill_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "distill", help="distil a teacher into a half-depth student (DistilBERT)",
-        description="Distil a BERT teacher into a student of its width and half its depth, initialised from "
-                    "the teacher's layers, with soft-target, masked-LM and cosine losses.",
+        "distill", help="distil a teacher into a smaller student (DistilBERT, TinyBERT, MiniLM)",
+        description="Distil a BERT teacher into a smaller student: by default of its width and half its depth, "
+                    "initialised from the teacher's layers, with soft-target, masked-LM and cosine losses "
+                    "(DistilBERT). The student section sets a narrower shape (--set student.hidden_size=384; "
+                    "initialised from a reduction of the teacher's weights), and the layer-wise terms "
+                    "(distill.alpha_layer_mse, alpha_attention, alpha_value_relation, alpha_embedding_mse) "
+                    "distil intermediate layers: --recipe tinybert-4l-312 or minilm-6l-384.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", metavar="PATH",
                         help="teacher: Hugging Face folder, KerasHub preset or .keras file (recipe: teacher)")

@@ -286,11 +286,16 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
 def pretrain(recipe: RecipeConfig, console: bool = True) -> dict:
     """Masked-LM training of a BERT of shape ``recipe.model`` from scratch (a teacher, or a baseline
     student of the student's shape). ``model.vocab_size`` follows data.vocab_file."""
+    from keras_distil.config import StudentConfig
     from keras_distil.distiller import Pretrainer
     from keras_distil.models.bert import build_mlm_model
 
     if not recipe.data.vocab_file:
         raise ConfigError("data.vocab_file: pretraining needs a WordPiece vocab.txt")
+    for key, value in recipe.student.to_dict().items():
+        if value != getattr(StudentConfig(), key):
+            raise ConfigError(f"student.{key}: got {value!r}, but pretrain has no teacher and trains the model "
+                              f"section's shape; set model.{key} instead")
     if recipe.data.masking == "none":
         raise ConfigError("data.masking: got 'none'; pretraining is masked LM and needs 'mlm' (or 'auto')")
     if recipe.model.max_position_embeddings < recipe.data.max_len:

@@ -133,3 +133,13 @@ def test_an_ignored_model_knob_on_distill_is_an_error_and_leaves_no_run_behind(t
     assert not (tmp_path / "run").exists()
     teachers_own = [f"model.hidden_size={TINY_MODEL['hidden_size']}", f"model.num_heads={TINY_MODEL['num_heads']}"]
     assert main(base + [item for knob in teachers_own for item in ("--set", knob)]) == 0
+
+
+def test_a_student_knob_on_pretrain_is_an_error_naming_the_model_knob(tmp_path):
+    from keras_distil.training.run import pretrain
+
+    recipe = RecipeConfig.from_dict({**tiny_recipe(steps=1), "out": str(tmp_path / "run"), "train_data": ["x.txt"],
+                                     "data": {"vocab_file": "vocab.txt"}, "student": {"hidden_size": 16}})
+    with pytest.raises(ConfigError, match="student.hidden_size: got 16, but pretrain .* set model.hidden_size"):
+        pretrain(recipe, console=False)
+    assert not (tmp_path / "run").exists()
