@@ -73,8 +73,8 @@ class Trainer:
         if self.checkpoint_dir is None:
             return None
         return Checkpoints(self.checkpoint_dir, self.keep_checkpoints, student=self.model.student,
-                           projections=getattr(self.model, "projections", None), optimizer=self.model.optimizer, step=self.step, is_chief=self.is_chief,
-                           task_index=self.task_index)
+                           projections=getattr(self.model, "projections", None), optimizer=self.model.optimizer,
+                           step=self.step, is_chief=self.is_chief, task_index=self.task_index)
 
     def _distributed_data(self, dataset_fn, done_steps: int):
         """The distributed dataset, positioned after the batches of ``done_steps`` steps.
