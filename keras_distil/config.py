@@ -310,7 +310,7 @@ class StudentConfig(Section):
 
 @dataclasses.dataclass
 class DataConfig(Section):
-    """Text in, dynamically masked batches out (the data issue owns the details)."""
+    """Text in, batches out: tokenised in the graph, bucketed by length, masked when the loss needs it (keras_distil/data/)."""
 
     _name = "data"
     vocab_file: str | None = None  # WordPiece vocab.txt; null: the teacher folder's
@@ -360,7 +360,7 @@ class DataConfig(Section):
 
 @dataclasses.dataclass
 class TrainConfig(Section):
-    """Optimisation and runtime (the runtime issue owns the details). Defaults are DistilBERT's."""
+    """Optimisation and runtime (docs/runtime.md). Defaults are DistilBERT's."""
 
     _name = "train"
     learning_rate: float = 5e-4  # peak learning rate after warm-up

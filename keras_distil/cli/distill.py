@@ -17,7 +17,7 @@ EPILOG = """\
 Recipe keys: teacher, train_data, out, tpu, and the sections model, distill, data, train (see
 keras_distil/config.py for every knob, its default and its unit). Running the same command again
 resumes from the run folder's latest checkpoint. Multi-worker: start the same command on every worker
-with TF_CONFIG set (docs/distributed.md); TPU: --strategy tpu --tpu local|NAME|grpc://HOST:8470.
+with TF_CONFIG set (docs/runtime.md, "Strategies"); TPU: --strategy tpu --tpu local|NAME|grpc://HOST:8470.
 """
 
 

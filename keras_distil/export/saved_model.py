@@ -3,7 +3,7 @@
 Why ExportArchive: it tracks the Keras 3 variables explicitly, so the SavedModel runs in
 ``saved_model_cli``, TF Serving and the TFLite converter. ``tf.saved_model.save`` on a ``tf.Module`` that
 merely holds a Keras 3 model reloads in Python but fails in ``saved_model_cli`` and converts to a
-TFLite file that outputs NaN (STACK-NOTES, Export).
+TFLite file that outputs NaN.
 
 Signatures (all int32 ids, batch and length dynamic):
 

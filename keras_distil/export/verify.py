@@ -1,6 +1,6 @@
 """Compare an export with the Keras model it came from, on a fixed batch, against fixed thresholds.
 
-Thresholds (from the export issue):
+Thresholds (docs/serving.md):
 
 * float32 (SavedModel, TFLite ``none``, checkpoints): max abs difference <= 1e-5;
 * float16 weights (TFLite ``fp16``): max abs difference <= 1e-2;

@@ -1,7 +1,7 @@
 """One optimizer step under any strategy: ``k`` micro-batches in, one update out.
 
 Why a custom step instead of ``model.fit``: MultiWorkerMirroredStrategy + ``fit`` is broken in Keras
-3.15 (STACK-NOTES), Keras' clipping happens before its cross-replica sum, and Keras' gradient
+3.15 (docs/runtime.md), Keras' clipping happens before its cross-replica sum, and Keras' gradient
 accumulation averages micro-batch means. This step uses the Distiller's own loss code
 (``Distiller.compute_gradients``) and is exact by construction:
 

@@ -68,7 +68,7 @@ def choose_strategy(requested: str, *, tf_config: dict | None, num_gpus: int, tp
         raise ConfigError(f"train.strategy: got {requested!r}; accepted: {', '.join(STRATEGIES)}")
     if requested == "multiworker" and cluster_size(tf_config) == 0:
         raise ConfigError("train.strategy=multiworker needs TF_CONFIG with a 'cluster' of workers "
-                          "(see docs/distributed.md)")
+                          "(see docs/runtime.md, 'Strategies')")
     if requested == "tpu" and tpu is None:
         raise ConfigError("train.strategy=tpu needs --tpu local|NAME|grpc://HOST:PORT, or TPU_NAME set")
     if requested != "auto":
