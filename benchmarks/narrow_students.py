@@ -43,7 +43,8 @@ from common import machine_info, print_table, write_json  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NARROW_QUICKSTART = {"hidden_size": 64, "num_layers": 2}
 NARROW_REAL = ["student.hidden_size=192"]
-LAYER_WISE_REAL = ["distill.alpha_layer_mse=1", "distill.alpha_attention=1", "distill.alpha_value_relation=1"]
+RELATIONS_REAL = ["distill.alpha_attention=1", "distill.alpha_value_relation=1"]
+LAYER_WISE_REAL = ["distill.alpha_layer_mse=1", *RELATIONS_REAL]
 
 
 def timed_run(out: str, run) -> dict:
@@ -193,7 +194,8 @@ def real_rows(args) -> list[dict]:
     from keras_distil.training.run import distill
 
     train_file, heldout = corpus_files(args.corpus)
-    configs = {"last-layer terms": NARROW_REAL, "+ layer-wise terms": NARROW_REAL + LAYER_WISE_REAL}
+    configs = {"last-layer terms": NARROW_REAL, "+ layer-wise terms": NARROW_REAL + LAYER_WISE_REAL,
+               "+ MiniLM relations only": NARROW_REAL + RELATIONS_REAL}
     paths = {"teacher": real_teacher(),
              "untrained reduction": untrained_reduced(os.path.join(args.out, "real"), train_file)}
     records, runs = {}, {}

@@ -2,7 +2,8 @@
 
 KerasHub's BERT differs from Hugging Face's in two places that move logits by ~1 on a random model:
 its feed-forward uses tanh-approximate GELU, and its ``MaskedLMHead`` uses LayerNorm epsilon 1e-5.
-:class:`BertMLM` keeps KerasHub's backbone (so presets and tooling work) but switches every feed-forward activation to exact erf GELU and carries its own MLM head, laid out as
+:class:`BertMLM` keeps KerasHub's backbone (so presets and tooling work) but switches every
+feed-forward activation to exact erf GELU and carries its own MLM head, laid out as
 ``BertOnlyMLMHead``: dense -> GELU -> LayerNorm(1e-12) -> decoder tied to the word embeddings + bias.
 
 The model returns the last hidden states and, when it has a head, the MLM logits, computed only at
