@@ -153,6 +153,18 @@ class Distiller(keras.Model):
                 )
 
     # ---- Keras plumbing -----------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                **kwargs):
+        """Keras' ``compile`` for the optimizer and runtime options. The objective is the config's terms and
+        the logged metrics are those terms, so ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics``
+        would be ignored: they raise ``ConfigError`` naming the config knobs that do the job instead."""
+        given = [name for name, value in (("loss", loss), ("loss_weights", loss_weights), ("metrics", metrics),
+                                          ("weighted_metrics", weighted_metrics)) if value is not None]
+        if given:
+            raise ConfigError(f"{type(self).__name__}.compile: {', '.join(given)} would be ignored; the loss is the "
+                              "DistillConfig's weighted terms (distill.alpha_*), and each term is logged as a metric")
+        super().compile(optimizer=optimizer, **kwargs)
+
     @property
     def metrics(self):
         return list(self._trackers.values())

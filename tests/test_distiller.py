@@ -165,3 +165,13 @@ def test_the_teacher_runs_in_inference_mode_even_with_dropout():
             np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
     # The same teacher in training mode does differ here: the check above could fail.
     assert np.abs(teacher(inputs, training=True)["hidden"].numpy() - want["hidden"].numpy()).max() > 1e-2
+
+
+def test_compile_refuses_a_loss_or_metrics_it_would_ignore(confident_teacher):
+    teacher = confident_teacher()
+    distiller = Distiller(teacher, student_from_teacher(teacher))
+    for kwargs in ({"loss": "mse"}, {"metrics": ["accuracy"]}, {"loss_weights": [1.0]}):
+        with pytest.raises(ConfigError, match=r"Distiller.compile: (loss|metrics|loss_weights) would be ignored"):
+            distiller.compile(optimizer="adam", **kwargs)
+    distiller.compile(optimizer="adam", jit_compile=False)  # the optimizer and runtime options are taken
+    assert distiller.optimizer is not None
