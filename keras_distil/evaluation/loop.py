@@ -262,6 +262,12 @@ def evaluate_checkpoints(paths: dict[str, str], data, teacher_name: str | None =
     models, settings = load_models(paths)
     models, reference = add_copied_reference(models, teacher_name, copied_layers, paths)
     tokenizer = make_tokenizer(settings, vocab_file, lowercase)
+    for name, model in models.items():  # the check distill makes: one vocabulary for every model
+        size = getattr(getattr(model, "model_config", None), "vocab_size", None)
+        if size is not None and size != tokenizer.vocab_size:
+            raise ConfigError(f"evaluate --vocab: {tokenizer.vocab_file or 'the vocabulary'} has "
+                              f"{tokenizer.vocab_size} tokens, but {paths.get(name, name)} has {size}; give the "
+                              "vocabulary the models were trained with")
     headed = any(has_mlm_head(m) for m in models.values())
     if min_len is None:
         min_len = min(DataConfig().min_len if headed else EMBEDDING_MIN_LEN, max_len)

@@ -261,6 +261,12 @@ def test_cli_on_keras_files(tmp_path, text_files, tiny_models, capsys):
         assert report["models"]["same"][key] == report["models"]["teacher"][key]
     with pytest.raises(ConfigError, match="pass --vocab"):
         main(argv[:argv.index("--vocab")] + argv[argv.index("--vocab") + 2:])
+    # A vocabulary of another size than the models' is refused before any work, as distill refuses it.
+    short = tmp_path / "short_vocab.txt"
+    short.write_text("\n".join((text_files / "vocab.txt").read_text().splitlines()[:VOCAB - 22]) + "\n")
+    argv[argv.index("--vocab") + 1] = str(short)
+    with pytest.raises(ConfigError, match=f"short_vocab.txt has {VOCAB - 22} tokens, but .*teacher.keras has {VOCAB}"):
+        main(argv)
 
 
 def test_registered_in_the_cli(tmp_path, monkeypatch, capsys):
