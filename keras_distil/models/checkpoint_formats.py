@@ -29,6 +29,7 @@ Design decisions:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -95,6 +96,42 @@ class LoadedCheckpoint:
         return self.model.mlm_head is not None
 
 
+RUN_COMMANDS = ("distill", "pretrain")  # the "command" key of a keras-distil run folder's config.json
+
+
+def resolve_run_folder(path: str) -> str:
+    """``path``, or the trained model inside it when it is a keras-distil run folder (``distill`` / ``pretrain``
+    ``--out``): its ``student/keras_hub`` preset, else ``student/student.keras``.
+
+    A run folder holding no saved model yet raises :class:`CheckpointError` saying what it holds.
+
+    Args:
+      path: a checkpoint (HF folder, KerasHub preset, ``.keras`` file) or a run folder.
+
+    Example:
+    >>> resolve_run_folder("teacher.keras")
+    'teacher.keras'
+    """
+    path = os.fspath(path)
+    config = os.path.join(path, "config.json")
+    if not os.path.isdir(path) or not os.path.isfile(config):
+        return path
+    try:
+        with open(config, encoding="utf-8") as f:
+            command = json.load(f).get("command")
+    except (OSError, ValueError, AttributeError):
+        return path  # not a run's config.json: let the format readers say what is wrong
+    if command not in RUN_COMMANDS:
+        return path
+    for candidate in (os.path.join(path, "student", "keras_hub"), os.path.join(path, "student", "student.keras")):
+        if os.path.exists(candidate):
+            return candidate
+    checkpoints = os.path.join(path, "checkpoints")
+    count = len([f for f in os.listdir(checkpoints) if f.endswith(".index")]) if os.path.isdir(checkpoints) else 0
+    raise CheckpointError(f"{path}: a keras-distil {command} run folder with {count} checkpoint(s) and no saved model "
+                          "yet (student/ is written when the run finishes); run the same command again to finish it")
+
+
 def detect_format(path: str) -> str:
     """"keras" for a ``.keras`` file, "keras_hub" for a preset folder, "hf" for a transformers folder."""
     path = os.fspath(path)
@@ -125,7 +162,8 @@ def _read_keras_file(path: str) -> tuple[BertMLM, TokenizerSettings | None, str]
 
 def load_teacher(path: str, require_mlm_head: bool | None = None,
                  distill: DistillConfig | None = None) -> LoadedCheckpoint:
-    """Read a teacher from ``path`` (format detected: see :func:`detect_format`).
+    """Read a teacher from ``path`` (format detected: see :func:`detect_format`; a keras-distil run folder
+    means the model it trained: :func:`resolve_run_folder`).
 
     The MLM head is required unless ``require_mlm_head=False`` or a ``distill`` config whose soft-target,
     MLM and logit-MSE weights are all 0 says the teacher's logits are never used; a head-less checkpoint
@@ -134,7 +172,7 @@ def load_teacher(path: str, require_mlm_head: bool | None = None,
     A folder with sentence-transformers files (``modules.json``, ``1_Pooling/``, ``2_Normalize``) gives a
     model whose ``pooling`` says how its sentence embedding is made (``.keras`` files carry it in their config).
     """
-    path = os.fspath(path)
+    path = resolve_run_folder(path)
     need_head = _needs_head(require_mlm_head, distill)
     fmt = detect_format(path)
     if fmt == "hf":

@@ -141,3 +141,30 @@ def test_tokenizer_live_against_transformers():
 def test_read_hf_folder_reports_the_family():
     _, tokenizer, model_type = read_hf_folder(fixture("distilbert_mlm"))
     assert model_type == "distilbert" and tokenizer.lowercase
+
+
+def test_a_run_folder_is_the_model_it_trained(tmp_path):
+    """--teacher / --model / convert take a keras-distil run folder as its saved student; a run folder with no
+    saved model yet is a one-line error saying what it holds."""
+    import json
+
+    import keras
+
+    from keras_distil.models.bert import build_mlm_model
+    from keras_distil.models.checkpoint_formats import CheckpointError, load_teacher
+
+    keras.utils.set_random_seed(0)
+    model = build_mlm_model(dict(vocab_size=40, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                                 max_position_embeddings=16))
+    run = tmp_path / "run"
+    (run / "student").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "pretrain", "model": {}}))
+    with pytest.raises(CheckpointError, match=r"run: a keras-distil pretrain run folder with 0 checkpoint\(s\) and no "
+                                              r"saved model yet"):
+        load_teacher(str(run))
+    model.save(run / "student" / "student.keras")
+    loaded = load_teacher(str(run))
+    assert loaded.source == str(run / "student" / "student.keras") and loaded.format == "keras"
+    for a, b in zip(loaded.model.weights, model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
