@@ -314,6 +314,9 @@ class DataConfig(Section):
 
     _name = "data"
     vocab_file: str | None = None  # WordPiece vocab.txt; null: the teacher folder's
+    # Accept a data.vocab_file whose tokens differ from the teacher's own (same ids, other tokens or order);
+    # false: that is an error, since the student would ship a vocabulary the teacher's weights do not match.
+    allow_other_vocab: bool = False
     lowercase: bool = True  # lower-case before WordPiece (the teacher's do_lower_case)
     strip_accents: bool | None = None  # null: follow lowercase, as Hugging Face's BertTokenizer
     document_separator: Literal["line", "blank_line"] = "line"  # one document per line, or per paragraph

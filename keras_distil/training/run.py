@@ -113,7 +113,16 @@ def _tokenizer(recipe: RecipeConfig, settings):
     if settings is not None:
         lowercase, strip = settings.lowercase, settings.strip_accents
     if data.vocab_file:
-        return WordPieceTokenizer.from_vocab_file(data.vocab_file, lowercase, strip)
+        tokenizer = WordPieceTokenizer.from_vocab_file(data.vocab_file, lowercase, strip)
+        if settings is not None and list(settings.vocab) != list(tokenizer.vocab) and not data.allow_other_vocab:
+            theirs, ours = list(settings.vocab), list(tokenizer.vocab)
+            first = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+            got = repr(ours[first]) if first < len(ours) else "nothing"
+            want = repr(theirs[first]) if first < len(theirs) else "nothing"
+            raise ConfigError(f"data.vocab_file: {data.vocab_file} is not the teacher's vocabulary (id {first} is {got}, "
+                              f"the teacher's {want}): the student would ship token ids the teacher never meant; "
+                              "leave data.vocab_file unset to use the teacher's, or set data.allow_other_vocab true")
+        return tokenizer
     if settings is None:
         raise ConfigError("data.vocab_file: not set, and the teacher carries no vocabulary (a .keras file); "
                           "set data.vocab_file to the teacher's vocab.txt")

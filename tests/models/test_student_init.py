@@ -143,3 +143,26 @@ def test_a_student_knob_on_pretrain_is_an_error_naming_the_model_knob(tmp_path):
     with pytest.raises(ConfigError, match="student.hidden_size: got 16, but pretrain .* set model.hidden_size"):
         pretrain(recipe, console=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_vocabulary_other_than_the_teachers_is_refused_unless_allowed(tmp_path):
+    """Same size, two tokens swapped: distill refuses it naming the first differing id, before any training."""
+    from keras_distil.data.tokenize import SPECIAL_TOKENS
+    from keras_distil.models.tokenizer_settings import TokenizerSettings
+    from keras_distil.training.run import _tokenizer
+
+    words = [f"w{i}" for i in range(20)]
+    teacher_vocab = list(SPECIAL_TOKENS) + words
+    swapped = list(teacher_vocab)
+    swapped[7], swapped[8] = swapped[8], swapped[7]
+    (tmp_path / "vocab.txt").write_text("\n".join(swapped) + "\n")
+    settings = TokenizerSettings(tuple(teacher_vocab), True, True)
+    recipe = RecipeConfig.from_dict({"data": {"vocab_file": str(tmp_path / "vocab.txt")}})
+    with pytest.raises(ConfigError, match=r"data.vocab_file: .*vocab.txt is not the teacher's vocabulary \(id 7 is "
+                                          r"'w3', the teacher's 'w2'\).*data.allow_other_vocab"):
+        _tokenizer(recipe, settings)
+    allowed = RecipeConfig.from_dict({"data": {"vocab_file": str(tmp_path / "vocab.txt"), "allow_other_vocab": True}})
+    assert list(_tokenizer(allowed, settings).vocab) == swapped
+    same = tmp_path / "same.txt"
+    same.write_text("\n".join(teacher_vocab) + "\n")
+    assert list(_tokenizer(RecipeConfig.from_dict({"data": {"vocab_file": str(same)}}), settings).vocab) == teacher_vocab
