@@ -35,6 +35,41 @@ class DestinationError(KerasDistilError, OSError):
     """A destination cannot be written as asked; the message names it."""
 
 
+def check_output(path: str | os.PathLike, what: str, *, is_file: bool = False) -> str:
+    """Check, before any work, that ``path`` can be written: a folder (``is_file=False``) or a file; returns it.
+
+    The path itself, if it exists, must be a folder (a file for ``is_file``); its nearest existing ancestor
+    must be a writable folder (missing folders in between are created when writing). Raises
+    :class:`DestinationError` naming ``what`` (e.g. ``--out``) and the path.
+
+    Args:
+      path: the output folder or file.
+      what: the flag or knob that gave it, for the message.
+      is_file: the output is a file (a report) rather than a folder.
+
+    Example:
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> check_output(os.path.join(folder, "runs", "a"), "--out") == os.path.join(folder, "runs", "a")
+    True
+    """
+    path = os.fspath(path)
+    full = os.path.abspath(path)
+    if os.path.exists(full):
+        if is_file and os.path.isdir(full):
+            raise DestinationError(f"{what} {path}: a folder, not a file")
+        if not is_file and not os.path.isdir(full):
+            raise DestinationError(f"{what} {path}: a file, not a folder")
+    ancestor = os.path.dirname(full) if is_file or not os.path.exists(full) else full
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise DestinationError(f"{what} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DestinationError(f"{what} {path}: {ancestor} is not writable")
+    return path
+
+
 class FileReadError(KerasDistilError, ValueError):
     """A file cannot be read as asked (missing, unreadable, not valid JSON, not the expected shape).
 

@@ -11,7 +11,7 @@ from keras_distil.cli import command_main
 from keras_distil.config import ConfigError
 from keras_distil.evaluation.loop import EVAL_SEED, MAX_TEXTS, evaluate_checkpoints
 from keras_distil.evaluation.report import format_report
-from keras_distil.files import atomic_write_json
+from keras_distil.files import atomic_write_json, check_output
 
 
 def _named(spec: str, default: str) -> tuple[str, str]:
@@ -87,6 +87,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     names = [name for name, _ in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"evaluate: model names must differ, got {', '.join(names)} (use --model NAME=PATH)")
+    if args.out:
+        check_output(args.out, "--out", is_file=True)  # before the evaluation, not after it
     report = evaluate_checkpoints(
         dict(specs), args.data, specs[0][0] if args.teacher else None, vocab_file=args.vocab,
         lowercase=not args.no_lowercase, max_len=args.max_len, batch_size=args.batch_size,

@@ -15,7 +15,7 @@ import keras
 
 from keras_distil.cli import command_main
 from keras_distil.config import ConfigError
-from keras_distil.files import atomic_write_json, save_model_atomically
+from keras_distil.files import atomic_write_json, check_output, save_model_atomically
 from keras_distil.finetune.classifier import POOLINGS, TextClassifier
 from keras_distil.finetune.data import (
     TaskData,
@@ -105,6 +105,7 @@ def _teacher_classifier(args, train_ds, num_classes):
 def run_finetune(args: argparse.Namespace) -> int:
     from keras_distil.models.checkpoint_formats import load_teacher
 
+    check_output(args.out, "--out")  # before the task and the model load
     keras.utils.set_random_seed(args.seed)
     task = _load_task(args)
     loaded = load_teacher(args.model, require_mlm_head=False)

@@ -42,7 +42,9 @@ def _config_from_args(args):
 
 def run_prepare(args: argparse.Namespace) -> int:
     from keras_distil.data.corpus import parse_source
+    from keras_distil.files import check_output
 
+    check_output(args.out, "--out")
     data_config = _config_from_args(args)
     sources = [parse_source(s, args.tfds_data_dir) for s in args.sources]
     manifest = prepare_corpus(sources, args.out, data_config, args.vocab, num_shards=args.num_shards)

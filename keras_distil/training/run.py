@@ -21,7 +21,7 @@ import os
 import keras
 
 from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
-from keras_distil.files import save_model_atomically
+from keras_distil.files import check_output, save_model_atomically
 from keras_distil.training.loop import Trainer
 from keras_distil.training.optim import build_optimizer, decide_jit, precision_policy
 from keras_distil.training.strategy import make_strategy, on_cpu, strategy_kind, worker_info
@@ -150,6 +150,8 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
     if not recipe.train_data:
         raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "
                           "or tfds:NAME)")
+    if recipe.out:
+        check_output(recipe.out, "out")  # a bad --out fails now, not after loading and counting
     strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
     with precision_policy(recipe.train.mixed_precision):  # the caller's policy is back afterwards
         return _train(recipe, command, build, console, strategy)

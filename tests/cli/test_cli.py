@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,38 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "keras_distil", "distill", "--help"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "--teacher" in out.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["distill", "--teacher", "t", "--train-data", "x.txt"],
+    ["pretrain", "--train-data", "x.txt", "--set", "data.vocab_file=v.txt"],
+    ["prepare", "x.txt", "--vocab", "v.txt"],
+    ["finetune", "--model", "m", "--train", "a.csv", "--test", "b.csv"],
+], ids=lambda c: c[0])
+def test_an_unwritable_out_is_a_one_line_error_before_any_work(command, tmp_path, capsys):
+    """A file where the output folder should be, or a read-only parent: exit 2 naming --out, before the
+    (here missing) teacher, corpus or model is even looked at."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, why in ((blocker, "a file, not a folder"), (blocker / "run", "is a file, not a folder")):
+        assert main([*command, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "out" in err[0] and why in err[0], err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root ignores the mode: nothing to check then
+            assert main([*command, "--out", str(locked / "run")]) == 2
+            assert "is not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_evaluate_checks_its_report_path_before_evaluating(tmp_path, capsys):
+    (tmp_path / "reports").write_text("x")
+    assert main(["evaluate", "--model", "m", "--data", "x.txt", "--out", str(tmp_path / "reports" / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file, not a folder" in err
+    assert main(["evaluate", "--model", "m", "--data", "x.txt", "--out", str(tmp_path)]) == 2
+    assert "a folder, not a file" in capsys.readouterr().err
