@@ -434,6 +434,7 @@ class RecipeConfig(Section):
     """
 
     _name = "recipe"
+    description: str | None = None  # one line shown by `keras-distil recipes`; not part of a run's identity
     teacher: str | None = None  # teacher checkpoint: Hugging Face folder, KerasHub preset or .keras (distill)
     train_data: list[str] | None = None  # corpus sources: text files / globs, prepared shard folders, tfds:NAME
     out: str | None = None  # run folder: config.json, checkpoints/, logs/, student/

@@ -23,7 +23,7 @@ COMMANDS = {
     "pretrain": ("keras_distil.cli.distill", "add_pretrain_parser",
                  "train a BERT from scratch with the masked-LM loss (a teacher, or a baseline student)"),
     "distill": ("keras_distil.cli.distill", "add_distill_parser",
-                "distil a teacher into a half-depth student (DistilBERT)"),
+                "distil a teacher into a smaller student (DistilBERT, TinyBERT, MiniLM)"),
     "convert": ("keras_distil.cli.convert", "add_convert_parser",
                 "convert a checkpoint between Hugging Face, KerasHub and sentence-transformers formats"),
     "export": ("keras_distil.cli.export", "add_export_parser",
@@ -33,6 +33,7 @@ COMMANDS = {
                  "held-out masked-LM accuracy, teacher agreement, sentence-embedding similarity"),
     "finetune": ("keras_distil.cli.finetune", "add_finetune_parser",
                  "text classification on a TSV/CSV or TFDS dataset; task-specific distillation"),
+    "recipes": ("keras_distil.cli.recipes", "add_recipes_parser", "list the shipped recipes (--recipe NAME)"),
     "quickstart": ("keras_distil.cli.quickstart", "add_quickstart_parser",
                    "offline end-to-end demo: corpus, vocab, teacher, distilled student, baseline, report"),
 }

@@ -69,7 +69,8 @@ def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFol
     resolved = {"command": command, **recipe.to_dict()}
     if os.path.exists(folder.config):
         previous = _with_current_defaults(load_json(folder.config))
-        changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+        changed = sorted(k for k in set(previous) | set(resolved)
+                         if k != "description" and previous.get(k) != resolved.get(k))
         if changed:
             raise ConfigError(f"{folder.config}: this folder holds a run with a different {', '.join(changed)}; "
                               "resume with the same recipe and flags, or choose another --out")

@@ -115,3 +115,14 @@ def test_evaluate_checks_its_report_path_before_evaluating(tmp_path, capsys):
     assert "--out" in err and "is a file, not a folder" in err
     assert main(["evaluate", "--model", "m", "--data", "x.txt", "--out", str(tmp_path)]) == 2
     assert "a folder, not a file" in capsys.readouterr().err
+
+
+def test_recipes_lists_every_shipped_recipe_with_its_line(capsys):
+    from keras_distil.config import shipped_recipes
+
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == shipped_recipes()
+    assert {"distilbert-base-uncased", "sentence-embedding", "tiny", "tinybert-4l-312", "minilm-6l-384"} <= \
+        set(shipped_recipes())
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # each has its description
