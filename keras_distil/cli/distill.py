@@ -38,6 +38,10 @@ def _add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--tpu", metavar="ADDRESS", help="TPU to use: local, a TPU name, or grpc://HOST:PORT (recipe: tpu)")
     parser.add_argument("--steps", type=int, metavar="N", help="optimizer steps in all (recipe: train.steps)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (logs and TensorBoard only)")
+    parser.add_argument("--resume-with-changes", action="store_true",
+                        help="resume the run in --out from its last checkpoint with changed optimisation knobs "
+                             "(train.learning_rate, max_grad_norm, steps, ...: e.g. after a NaN stop); config.json "
+                             "records the change in its history")
     return parser
 
 
@@ -66,14 +70,14 @@ def _report(result: dict) -> None:
 def run_distill(args) -> int:
     from keras_distil.training.run import distill
 
-    _report(distill(recipe_from_args(args), console=not args.quiet))
+    _report(distill(recipe_from_args(args), console=not args.quiet, resume_with_changes=args.resume_with_changes))
     return 0
 
 
 def run_pretrain(args) -> int:
     from keras_distil.training.run import pretrain
 
-    _report(pretrain(recipe_from_args(args), console=not args.quiet))
+    _report(pretrain(recipe_from_args(args), console=not args.quiet, resume_with_changes=args.resume_with_changes))
     return 0
 
 

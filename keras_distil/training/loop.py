@@ -119,8 +119,10 @@ class Trainer:
                     raise TrainingDiverged(
                         f"step {step}: the loss is {logs['loss']} (terms: "
                         f"{ {k: v for k, v in logs.items() if k not in COUNT_KEYS} }); training stopped. "
-                        f"Last good checkpoint: {last_saved or 'none written yet'} (left as it was). Lower "
-                        "train.learning_rate or train.max_grad_norm, or use float32 / mixed_bfloat16.")
+                        f"Last good checkpoint: {last_saved or 'none written yet'} (left as it was). Run the same "
+                        "command again with --resume-with-changes and a lower --set train.learning_rate=... (or "
+                        "train.max_grad_norm, or train.mixed_precision=float32): it resumes from that checkpoint"
+                        + ("" if last_saved else " (none yet: the run starts afresh)") + ".")
                 self.step.assign(step)
                 log.step(step, logs, current_learning_rate(self.model.optimizer))
                 if checkpoints is not None and (step % self.checkpoint_every == 0 or step == self.total_steps):

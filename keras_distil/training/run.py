@@ -54,15 +54,28 @@ def _with_current_defaults(previous: dict) -> dict:
     """A run folder's config.json with the knobs added to the toolkit since it was written set to their
     defaults (which keep the old behaviour), so that adding a knob does not block resuming older runs.
     A file this version cannot parse is returned unchanged (and then differs from any recipe)."""
-    knobs = {k: v for k, v in previous.items() if k != "command"}
+    knobs = {k: v for k, v in previous.items() if k not in ("command", "history")}
+    extra = {"history": previous["history"]} if "history" in previous else {}
     try:
-        return {"command": previous.get("command"), **RecipeConfig.from_dict(knobs).to_dict()}
+        return {"command": previous.get("command"), **RecipeConfig.from_dict(knobs).to_dict(), **extra}
     except ConfigError:
         return previous
 
 
-def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFolder:
-    """Create the run folder and write config.json; refuse a folder holding a different run."""
+# train.* knobs a run may change when resumed with --resume-with-changes (after a NaN stop, a longer run): the
+# optimisation and bookkeeping. The others (seed, batching, strategy) decide which batches the resumed run sees.
+RESUMABLE_TRAIN_KNOBS = ("learning_rate", "adam_beta_1", "adam_beta_2", "adam_epsilon", "weight_decay",
+                         "warmup_prop", "max_grad_norm", "epochs", "steps", "mixed_precision", "jit_compile",
+                         "checkpoint_every", "keep_checkpoints", "log_every")
+# Keys of config.json that are not part of a run's identity.
+NOT_IDENTITY = ("description", "history")
+
+
+def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool, resume_with_changes: bool = False) -> RunFolder:
+    """Create the run folder and write config.json; refuse a folder holding a different run.
+
+    ``resume_with_changes``: accept a run that differs only in :data:`RESUMABLE_TRAIN_KNOBS`; config.json then
+    takes the new values and records the change (old, new) in its ``history``."""
     if not recipe.out:
         raise ConfigError("out: no run folder given; pass --out DIR or set \"out\" in the recipe")
     folder = RunFolder(os.path.abspath(recipe.out))
@@ -70,10 +83,21 @@ def prepare_folder(recipe: RecipeConfig, command: str, is_chief: bool) -> RunFol
     if os.path.exists(folder.config):
         previous = _with_current_defaults(load_json(folder.config))
         changed = sorted(k for k in set(previous) | set(resolved)
-                         if k != "description" and previous.get(k) != resolved.get(k))
-        if changed:
-            raise ConfigError(f"{folder.config}: this folder holds a run with a different {', '.join(changed)}; "
-                              "resume with the same recipe and flags, or choose another --out")
+                         if k not in NOT_IDENTITY and previous.get(k) != resolved.get(k))
+        train_changes = {k: [previous.get("train", {}).get(k), v] for k, v in resolved["train"].items()
+                         if previous.get("train", {}).get(k) != v}
+        if changed and resume_with_changes and changed == ["train"] and set(train_changes) <= set(RESUMABLE_TRAIN_KNOBS):
+            resolved["history"] = list(previous.get("history", [])) + [{"train": train_changes}]
+            logger.info("resuming %s with changed %s", folder.root, train_changes)
+        elif changed:
+            hint = "resume with the same recipe and flags, or choose another --out"
+            if changed == ["train"]:
+                fixed = sorted(set(train_changes) - set(RESUMABLE_TRAIN_KNOBS))
+                hint = (f"train.{', train.'.join(fixed)} cannot change in a run; choose another --out" if fixed else
+                        "to resume it with these train.* values, add --resume-with-changes")
+            raise ConfigError(f"{folder.config}: this folder holds a run with a different {', '.join(changed)}; {hint}")
+        elif "history" in previous:
+            resolved["history"] = previous["history"]
     if is_chief:
         for path in (folder.root, folder.checkpoints, folder.logs):
             os.makedirs(path, exist_ok=True)
@@ -145,7 +169,7 @@ def _save_student(student, folder: RunFolder, tokenizer) -> dict:
             "keras_hub_max_abs_diff": max(diffs.values()) if diffs else 0.0}
 
 
-def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
+def _run(recipe: RecipeConfig, command: str, build, console: bool, resume_with_changes: bool = False) -> dict:
     """Shared by distill and pretrain. ``build(strategy) -> (trainer_model, tokenizer)`` under the scope."""
 
     if not recipe.train_data:
@@ -155,10 +179,10 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool) -> dict:
         check_output(recipe.out, "out")  # a bad --out fails now, not after loading and counting
     strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
     with precision_policy(recipe.train.mixed_precision):  # the caller's policy is back afterwards
-        return _train(recipe, command, build, console, strategy)
+        return _train(recipe, command, build, console, strategy, resume_with_changes)
 
 
-def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
+def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool) -> dict:
     """The body of :func:`_run`, under the recipe's precision policy."""
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -168,7 +192,7 @@ def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy) -
         raise ConfigError(f"data.batch_size: got {recipe.data.batch_size}; accepted: a multiple of the "
                           f"{replicas} replicas of this strategy")
     fresh = is_chief and not os.path.exists(os.path.join(os.path.abspath(recipe.out or "."), "config.json"))
-    folder = prepare_folder(recipe, command, is_chief)
+    folder = prepare_folder(recipe, command, is_chief, resume_with_changes)
     try:
         return _train_in(folder, recipe, command, build, console, strategy)
     except BaseException:
@@ -258,7 +282,7 @@ def init_sample(recipe: RecipeConfig, sources, tokenizer, sequences: int = 256) 
     return list(dataset.take(max(1, sequences // data.batch_size)).as_numpy_iterator())
 
 
-def distill(recipe: RecipeConfig, console: bool = True) -> dict:
+def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: bool = False) -> dict:
     """Distil ``recipe.teacher`` into a student of the ``student`` section's shape (by default the teacher's
     width and half its depth), initialised from the teacher (copied layers, or a reduction of its weights for a
     narrower student) or at random (distill.student_init, seeded by train.seed)."""
@@ -292,10 +316,10 @@ def distill(recipe: RecipeConfig, console: bool = True) -> dict:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
         return distiller, tokenizer
 
-    return _run(recipe, "distill", build, console)
+    return _run(recipe, "distill", build, console, resume_with_changes)
 
 
-def pretrain(recipe: RecipeConfig, console: bool = True) -> dict:
+def pretrain(recipe: RecipeConfig, console: bool = True, resume_with_changes: bool = False) -> dict:
     """Masked-LM training of a BERT of shape ``recipe.model`` from scratch (a teacher, or a baseline
     student of the student's shape). ``model.vocab_size`` follows data.vocab_file."""
     from keras_distil.config import StudentConfig
@@ -322,6 +346,6 @@ def pretrain(recipe: RecipeConfig, console: bool = True) -> dict:
             model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
         return Pretrainer(build_mlm_model(model_config)), tokenizer
 
-    return _run(recipe, "pretrain", build, console)
+    return _run(recipe, "pretrain", build, console, resume_with_changes)
 
 

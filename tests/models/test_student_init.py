@@ -166,3 +166,28 @@ def test_a_vocabulary_other_than_the_teachers_is_refused_unless_allowed(tmp_path
     same = tmp_path / "same.txt"
     same.write_text("\n".join(teacher_vocab) + "\n")
     assert list(_tokenizer(RecipeConfig.from_dict({"data": {"vocab_file": str(same)}}), settings).vocab) == teacher_vocab
+
+
+def test_resume_with_changes_takes_new_optimisation_knobs_and_records_them(tmp_path):
+    """After a NaN stop the run resumes with a lower learning rate: refused by default (naming the flag),
+    accepted with --resume-with-changes and recorded in config.json's history; knobs that decide the batches
+    (here train.seed) cannot change, nor can other sections."""
+    recipe = RecipeConfig.from_dict({**tiny_recipe(steps=2), "out": str(tmp_path)})
+    prepare_folder(recipe, "distill", is_chief=True)
+    lower = RecipeConfig.from_dict({**tiny_recipe(steps=2, learning_rate=1e-4), "out": str(tmp_path)})
+    with pytest.raises(ConfigError, match="different train; to resume it with these train.* values, add "
+                                          "--resume-with-changes"):
+        prepare_folder(lower, "distill", is_chief=True)
+    prepare_folder(lower, "distill", is_chief=True, resume_with_changes=True)
+    saved = json.loads(open(tmp_path / "config.json", encoding="utf-8").read())
+    assert saved["train"]["learning_rate"] == 1e-4
+    assert saved["history"] == [{"train": {"learning_rate": [1e-3, 1e-4]}}]
+    prepare_folder(lower, "distill", is_chief=True)  # the same command again: the same run, history kept
+    assert json.loads(open(tmp_path / "config.json", encoding="utf-8").read())["history"] == saved["history"]
+    reseeded = RecipeConfig.from_dict({**tiny_recipe(steps=2, learning_rate=1e-4, seed=3), "out": str(tmp_path)})
+    with pytest.raises(ConfigError, match="train.seed cannot change in a run"):
+        prepare_folder(reseeded, "distill", is_chief=True, resume_with_changes=True)
+    other_data = RecipeConfig.from_dict({**tiny_recipe(steps=2, learning_rate=1e-4), "out": str(tmp_path),
+                                         "data": {"max_len": 32}})
+    with pytest.raises(ConfigError, match="different data"):
+        prepare_folder(other_data, "distill", is_chief=True, resume_with_changes=True)
