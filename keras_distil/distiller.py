@@ -165,6 +165,14 @@ class Distiller(keras.Model):
                               "DistillConfig's weighted terms (distill.alpha_*), and each term is logged as a metric")
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """What ``keras.Model.compile_from_config`` does when a model is loaded (Keras skips it for a subclass
+        that overrides ``compile``): compile with the saved optimizer and build its variables."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
         return list(self._trackers.values())

@@ -38,7 +38,9 @@ def _latest_step(checkpoints: str) -> int:
 @pytest.mark.timeout(480)
 def test_sigkill_then_same_command_equals_uninterrupted_run(tmp_path, confident_teacher):
     write_corpus(tmp_path / "corpus", pattern=True)
-    recipe = write_recipe(tmp_path / "recipe.json", tiny_recipe(steps=40, checkpoint_every=5))
+    # No model section: distill takes the teacher's shape (a model.* knob that disagrees is an error).
+    knobs = {k: v for k, v in tiny_recipe(steps=40, checkpoint_every=5).items() if k != "model"}
+    recipe = write_recipe(tmp_path / "recipe.json", knobs)
     data = ["--train-data", str(tmp_path / "corpus" / "part*.txt"), "--quiet"]
     # The teacher: the session's confident one (its soft targets on this repeated-motif text are far from
     # uniform), as a KerasHub preset with the corpus' vocabulary. Its config's dropout 0.1 is inherited by the
