@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 
 import tensorflow as tf
 
@@ -61,3 +62,20 @@ def write_json(name: str, payload: dict, out_dir: str | None = None) -> str:
         json.dump(payload, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def timed_run(out: str, run) -> dict:
+    """``run()`` (a ``distill`` or ``pretrain`` into the run folder ``out``) and its wall time, or the record of
+    a finished run in ``out`` (an interrupted benchmark resumes): ``train_seconds``, ``steps``, ``final_loss``,
+    ``strategy``, kept in ``out/benchmark_timing.json``."""
+    timing = os.path.join(out, "benchmark_timing.json")
+    if os.path.exists(timing) and os.path.isdir(os.path.join(out, "student", "keras_hub")):
+        with open(timing, encoding="utf-8") as f:
+            return json.load(f)
+    start = time.perf_counter()
+    result = run()
+    record = {"steps": result["steps"], "train_seconds": round(time.perf_counter() - start, 1),
+              "final_loss": result["loss"], "strategy": result["strategy"]}
+    with open(timing, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    return record

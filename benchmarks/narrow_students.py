@@ -33,33 +33,17 @@ import argparse
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine_info, print_table, write_json  # noqa: E402
+from common import machine_info, print_table, timed_run, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NARROW_QUICKSTART = {"hidden_size": 64, "num_layers": 2}
 NARROW_REAL = ["student.hidden_size=192"]
 RELATIONS_REAL = ["distill.alpha_attention=1", "distill.alpha_value_relation=1"]
 LAYER_WISE_REAL = ["distill.alpha_layer_mse=1", *RELATIONS_REAL]
-
-
-def timed_run(out: str, run) -> dict:
-    """``run()`` (a distill or pretrain), or the record of a finished one in ``out``."""
-    timing = os.path.join(out, "benchmark_timing.json")
-    if os.path.exists(timing) and os.path.isdir(os.path.join(out, "student", "keras_hub")):
-        with open(timing, encoding="utf-8") as f:
-            return json.load(f)
-    start = time.perf_counter()
-    result = run()
-    record = {"train_seconds": round(time.perf_counter() - start, 1), "steps": result["steps"],
-              "final_loss": result["loss"]}
-    with open(timing, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    return record
 
 
 # ---- the quickstart teacher ------------------------------------------------------------------------------
@@ -165,22 +149,18 @@ def projected_sentence_cosine(run: str, heldout: str, args) -> float:
 
 
 def untrained_reduced(out: str, train_file: str) -> str:
-    """The 3 x 192 student as the teacher's reduction leaves it, before any training, saved in ``out``."""
+    """The 3 x 192 student as the runs start it (the teacher's reduction, the recipe's layers), saved in ``out``."""
     from keras_distil.config import load_recipe
     from keras_distil.data import WordPieceTokenizer
     from keras_distil.files import save_model_atomically
     from keras_distil.models.checkpoint_formats import load_teacher
-    from keras_distil.models.narrow_init import reduce_teacher
-    from keras_distil.models.student import build_student
-    from keras_distil.training.run import init_sample
+    from keras_distil.training.run import recipe_student
 
     path = os.path.join(out, "untrained-reduced.keras")
     if not os.path.exists(path):
-        recipe = load_recipe("sentence-embedding", overrides=NARROW_REAL)
+        recipe = load_recipe("sentence-embedding", overrides=[*NARROW_REAL, f"train_data={json.dumps([train_file])}"])
         teacher = load_teacher(real_teacher(), distill=recipe.distill)
-        student = build_student(teacher.model, init="random", seed=recipe.train.seed, shape=recipe.student)
-        reduce_teacher(teacher.model, student, init_sample(recipe, [train_file],
-                                                           WordPieceTokenizer.from_settings(teacher.tokenizer)))
+        student, _ = recipe_student(recipe, teacher.model, WordPieceTokenizer.from_settings(teacher.tokenizer))
         os.makedirs(out, exist_ok=True)
         save_model_atomically(student, path)
     return path

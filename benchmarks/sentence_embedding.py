@@ -21,12 +21,11 @@ import argparse
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine_info, print_table, write_json  # noqa: E402
+from common import machine_info, print_table, timed_run, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "keras_distil", "recipes", "sentence-embedding.json")
@@ -51,19 +50,9 @@ def train(steps: int, out: str, train_file: str, overrides: list[str]) -> dict:
     from keras_distil.config import load_recipe
     from keras_distil.training.run import distill
 
-    timing = os.path.join(out, "benchmark_timing.json")
-    if os.path.exists(timing) and os.path.isdir(os.path.join(out, "student", "keras_hub")):
-        with open(timing, encoding="utf-8") as f:
-            return json.load(f)
     recipe = load_recipe(RECIPE, overrides=[f"teacher={teacher_folder()}", f"train_data={json.dumps([train_file])}",
                                             f"out={out}", f"train.steps={steps}", *overrides])
-    start = time.perf_counter()
-    result = distill(recipe, console=False)
-    record = {"steps": steps, "train_seconds": round(time.perf_counter() - start, 1),
-              "final_loss": result["loss"], "strategy": result["strategy"]}
-    with open(timing, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    return record
+    return timed_run(out, lambda: distill(recipe, console=False))
 
 
 def evaluate(student: str | None, heldout: str, args) -> dict:

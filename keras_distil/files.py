@@ -60,14 +60,25 @@ def check_output(path: str | os.PathLike, what: str, *, is_file: bool = False) -
             raise DestinationError(f"{what} {path}: a folder, not a file")
         if not is_file and not os.path.isdir(full):
             raise DestinationError(f"{what} {path}: a file, not a folder")
-    ancestor = os.path.dirname(full) if is_file or not os.path.exists(full) else full
+    ancestor, problem = unwritable_ancestor(os.path.dirname(full) if is_file or not os.path.exists(full) else full)
+    if problem == "not a folder":
+        raise DestinationError(f"{what} {path}: {ancestor} is a file, not a folder")
+    if problem == "not writable":
+        raise DestinationError(f"{what} {path}: {ancestor} is not writable")
+    return path
+
+
+def unwritable_ancestor(folder: str) -> tuple[str, str | None]:
+    """``(ancestor, problem)``: the nearest existing one of ``folder`` and its ancestors, and why the folders
+    missing below it could not be created there: ``"not a folder"``, ``"not writable"``, or None (they can)."""
+    ancestor = os.path.abspath(folder)
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
-        raise DestinationError(f"{what} {path}: {ancestor} is a file, not a folder")
+        return ancestor, "not a folder"
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise DestinationError(f"{what} {path}: {ancestor} is not writable")
-    return path
+        return ancestor, "not writable"
+    return ancestor, None
 
 
 class FileReadError(KerasDistilError, ValueError):

@@ -27,13 +27,10 @@ def check_destination(folder: str, overwrite: bool) -> str:
         if os.listdir(folder) and not overwrite:
             raise ExportError(f"{folder}: this version already exists; pass --overwrite to replace it, "
                               "or choose another --version")
-    parent = os.path.dirname(folder)
-    ancestor = parent
-    while not os.path.exists(ancestor):  # the first existing ancestor must let us create the rest
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
+    ancestor, problem = files.unwritable_ancestor(os.path.dirname(folder))  # it must let us create the rest
+    if problem == "not a folder":
         raise ExportError(f"{folder}: cannot be created: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if problem == "not writable":
         raise ExportError(f"{folder}: cannot be written: no write permission on {ancestor}")
     return folder
 

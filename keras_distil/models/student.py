@@ -97,11 +97,6 @@ def student_model_config(teacher_config: ModelConfig, shape: StudentConfig | Non
     return teacher_config.replace(**changes)
 
 
-def student_config(teacher_config: ModelConfig, num_layers: int) -> ModelConfig:
-    """The teacher's shape with ``num_layers`` blocks."""
-    return teacher_config.replace(num_layers=num_layers)
-
-
 def same_width(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether a block of ``a`` can hold a block of ``b``'s weights (width, heads, feed-forward width)."""
     return (a.hidden_size, a.num_heads, a.intermediate_size) == (b.hidden_size, b.num_heads, b.intermediate_size)

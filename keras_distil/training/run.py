@@ -258,13 +258,12 @@ def check_model_section(recipe: RecipeConfig, teacher_config) -> None:
     """``distill`` takes its shape from the teacher and the ``student`` section: a ``model.*`` knob set in the
     recipe that disagrees with the teacher would be ignored, so it is a :class:`ConfigError` naming it. A
     ``model`` section that describes the teacher itself (a recipe shared with ``pretrain``) is accepted."""
-    from keras_distil.config import ModelConfig
+    from keras_distil.config import ModelConfig, StudentConfig
 
     defaults = ModelConfig().to_dict()
     for key, value in recipe.model.to_dict().items():
         if value != defaults[key] and value != getattr(teacher_config, key):
-            hint = f"student.{key}" if key in ("num_layers", "hidden_size", "num_heads", "intermediate_size",
-                                               "dropout") else "the teacher's own value"
+            hint = f"student.{key}" if key in StudentConfig().to_dict() else "the teacher's own value"
             raise ConfigError(f"model.{key}: got {value!r}, but distill takes the model's shape from the teacher "
                               f"({key}={getattr(teacher_config, key)!r}) and ignores the model section; set "
                               f"{hint} for the student instead")
@@ -282,14 +281,31 @@ def init_sample(recipe: RecipeConfig, sources, tokenizer, sequences: int = 256) 
     return list(dataset.take(max(1, sequences // data.batch_size)).as_numpy_iterator())
 
 
+def recipe_student(recipe: RecipeConfig, teacher, tokenizer) -> tuple:
+    """``(student, basis)``: the recipe's student of ``teacher`` before training, and the basis ``P`` of the
+    teacher's reduction (None unless the student is narrower and ``distill.student_init`` is "teacher"; the
+    sample it is computed on is read from ``recipe.train_data`` with ``tokenizer``)."""
+    from keras_distil.models.narrow_init import reduce_teacher
+    from keras_distil.models.student import build_student, same_width, student_model_config
+
+    layers = recipe.distill.student_layers
+    shape = student_model_config(teacher.model_config, recipe.student, layers)
+    reduced = recipe.distill.student_init == "teacher" and not same_width(shape, teacher.model_config)
+    student = build_student(teacher, layers, "random" if reduced else recipe.distill.student_init,
+                            seed=recipe.train.seed, shape=recipe.student)
+    if not reduced:
+        return student, None
+    # The teacher's weights reduced to the student's width; the projections start from its basis.
+    sample = init_sample(recipe, list(recipe.train_data or []), tokenizer)
+    return student, reduce_teacher(teacher, student, sample, layers)
+
+
 def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: bool = False) -> dict:
     """Distil ``recipe.teacher`` into a student of the ``student`` section's shape (by default the teacher's
     width and half its depth), initialised from the teacher (copied layers, or a reduction of its weights for a
     narrower student) or at random (distill.student_init, seeded by train.seed)."""
     from keras_distil.distiller import Distiller
     from keras_distil.models.checkpoint_formats import load_teacher
-    from keras_distil.models.narrow_init import reduce_teacher
-    from keras_distil.models.student import build_student, same_width, student_model_config
 
     if not recipe.teacher:
         raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
@@ -302,15 +318,7 @@ def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: boo
         if tokenizer.vocab_size != loaded.model.model_config.vocab_size:
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
-        shape = student_model_config(loaded.model.model_config, recipe.student, recipe.distill.student_layers)
-        reduced = recipe.distill.student_init == "teacher" and not same_width(shape, loaded.model.model_config)
-        student = build_student(loaded.model, recipe.distill.student_layers,
-                                "random" if reduced else recipe.distill.student_init, seed=recipe.train.seed,
-                                shape=recipe.student)
-        basis = None
-        if reduced:  # the teacher's weights reduced to the student's width; the projections start from its basis
-            sample = init_sample(recipe, list(recipe.train_data or []), tokenizer)
-            basis = reduce_teacher(loaded.model, student, sample, recipe.distill.student_layers)
+        student, basis = recipe_student(recipe, loaded.model, tokenizer)
         distiller = Distiller(loaded.model, student, recipe.distill, projection_basis=basis)
         if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
