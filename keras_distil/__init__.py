@@ -5,6 +5,7 @@ Distillers and students.
 """
 
 from keras_distil.config import ConfigError, DataConfig, DistillConfig, ModelConfig, TrainConfig
+from keras_distil.data.api import build_dataset
 from keras_distil.distiller import Distiller
 from keras_distil.errors import KerasDistilError
 from keras_distil.models.bert import BertMLM, build_mlm_model
@@ -30,6 +31,7 @@ __all__ = [
     "LoadedCheckpoint",
     "ModelConfig",
     "TrainConfig",
+    "build_dataset",
     "build_mlm_model",
     "build_student",
     "default_student_layers",
