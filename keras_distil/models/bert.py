@@ -103,6 +103,24 @@ class BertMLM(keras.Model):
     (:class:`~keras_distil.models.pooling.SentencePooling`; None for a model that is not a sentence encoder).
     It is saved with the model, read from and written to sentence-transformers files, and used by the
     sentence-level distillation terms and the ``embed`` export signature.
+
+    Args:
+      model_config: the shape, a :class:`~keras_distil.config.ModelConfig` or its dict.
+      with_mlm_head: add the masked-LM head (False: an encoder, like Hugging Face's ``BertModel``).
+      pooling: the sentence pooling (a ``SentencePooling`` or its dict), or None.
+      **kwargs: ``keras.Model`` arguments (``name``, ``dtype``, ``trainable``).
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_distil as kd
+    >>> config = kd.ModelConfig(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
+    >>> model = kd.BertMLM(config)
+    >>> batch = {"token_ids": np.array([[2, 17, 4, 9, 3, 0]]), "padding_mask": np.array([[1, 1, 1, 1, 1, 0]])}
+    >>> out = model(batch)
+    >>> tuple(out["hidden"].shape), tuple(out["logits"].shape)
+    ((1, 6, 16), (1, 6, 100))
+    >>> tuple(model({**batch, "mask_positions": np.array([[2]])})["logits"].shape)  # logits at [MASK] only
+    (1, 1, 100)
     """
 
     def __init__(self, model_config: dict | ModelConfig, with_mlm_head: bool = True,
@@ -230,7 +248,22 @@ def float32_copy(model: BertMLM) -> BertMLM:
 
 
 def build_mlm_model(model_config: dict | ModelConfig, with_mlm_head: bool = True, dtype=None) -> BertMLM:
-    """A randomly initialised BERT (the teacher to pretrain, or a baseline student). No download."""
+    """A randomly initialised BERT (the teacher to pretrain, or a baseline student). No download.
+
+    Args:
+      model_config: the shape, a :class:`~keras_distil.config.ModelConfig` or its dict.
+      with_mlm_head: add the masked-LM head (False: an encoder only).
+      dtype: a Keras dtype policy (``"mixed_bfloat16"``, ...); None: Keras' global policy.
+
+    Example:
+    >>> import keras_distil as kd
+    >>> model = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2,
+    ...                                 intermediate_size=32))
+    >>> model.model_config.num_layers, model.mlm_head is not None
+    (2, True)
+    >>> kd.build_mlm_model(model.model_config, with_mlm_head=False).mlm_head is None
+    True
+    """
     return BertMLM(model_config, with_mlm_head=with_mlm_head, dtype=dtype)
 
 

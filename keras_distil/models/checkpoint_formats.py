@@ -71,6 +71,25 @@ class LoadedCheckpoint:
     and accent stripping (None when the checkpoint carries no vocabulary, e.g. a ``.keras`` file of a
     BertMLM: the vocabulary is then the user's to give, never guessed from neighbouring files);
     ``model_type``: "bert" or "distilbert"; ``source``: the path; ``format``: "hf", "keras_hub" or "keras".
+
+    Pass it whole where a tokenizer is wanted (:func:`keras_distil.build_dataset`, :func:`save_student`'s
+    ``tokenizer``): its vocabulary and casing go with it. ``vocab_file``, ``lowercase`` and ``strip_accents``
+    read the tokenizer's (None without one); ``has_mlm_head`` says whether the model has its MLM head.
+
+    Args:
+      model: the :class:`~keras_distil.models.bert.BertMLM`.
+      tokenizer: its :class:`~keras_distil.models.tokenizer_settings.TokenizerSettings`, or None.
+      model_type: "bert" or "distilbert" (the family the weights came from).
+      source: where it was read from.
+      format: "hf", "keras_hub" or "keras".
+
+    Example:
+    >>> import keras_distil as kd
+    >>> model = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2,
+    ...                                 intermediate_size=32))
+    >>> checkpoint = kd.LoadedCheckpoint(model, None, "bert", "teacher.keras", "keras")
+    >>> checkpoint.has_mlm_head, checkpoint.lowercase
+    (True, None)
     """
 
     model: BertMLM
@@ -171,6 +190,30 @@ def load_teacher(path: str, require_mlm_head: bool | None = None,
 
     A folder with sentence-transformers files (``modules.json``, ``1_Pooling/``, ``2_Normalize``) gives a
     model whose ``pooling`` says how its sentence embedding is made (``.keras`` files carry it in their config).
+
+    Args:
+      path: a Hugging Face folder (``model.safetensors``; BERT or DistilBERT, with or without the MLM head),
+        a KerasHub preset folder, a ``.keras`` file or a keras-distil run folder.
+      require_mlm_head: refuse a checkpoint without the MLM head (None: yes, unless ``distill`` says no).
+      distill: the :class:`~keras_distil.config.DistillConfig` the teacher is for: the head is required only
+        when one of its terms reads the teacher's logits.
+
+    Returns:
+      A :class:`LoadedCheckpoint`: ``.model`` (a ``BertMLM``, frozen by the Distiller) and ``.tokenizer``
+      (vocabulary and casing, for :func:`keras_distil.build_dataset` and :func:`save_student`).
+
+    Example:
+    >>> import os, tempfile
+    >>> import keras_distil as kd
+    >>> from keras_distil.models.tokenizer_settings import TokenizerSettings
+    >>> vocab = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") + tuple(f"word{i}" for i in range(95))
+    >>> model = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2,
+    ...                                 intermediate_size=32, max_position_embeddings=64))
+    >>> folder = os.path.join(tempfile.mkdtemp(), "teacher")
+    >>> _ = kd.save_student(model, folder, tokenizer=TokenizerSettings(vocab, lowercase=True, strip_accents=True))
+    >>> teacher = kd.load_teacher(folder)  # a Hugging Face folder: config.json, model.safetensors, vocab.txt
+    >>> teacher.format, teacher.model.model_config.num_layers, teacher.lowercase, len(teacher.tokenizer.vocab)
+    ('hf', 2, True, 100)
     """
     path = resolve_run_folder(path)
     need_head = _needs_head(require_mlm_head, distill)
@@ -238,11 +281,27 @@ def save_student(student: BertMLM, folder: str, format: str = "hf", *, tokenizer
       keras_hub_classes: "exact" or "stock" (``"keras_hub"`` only).
       overwrite: replace an existing non-empty ``folder``.
 
+    Returns:
+      The max abs difference between the model and the written folder read back, per compared output
+      (``hidden_0`` ... ``hidden_N``, ``logits``; ``sentence_embedding`` for sentence-transformers).
+
     Example:
-    >>> from keras_distil.models.pooling import SentencePooling
-    >>> student.pooling = SentencePooling("mean", normalize=True)  # doctest: +SKIP
-    >>> save_student(student, "out/st", "sentence_transformers", tokenizer=teacher)  # doctest: +SKIP
-    >>> SentenceTransformer("out/st").encode(["The cat sat."])  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> import keras_distil as kd
+    >>> from keras_distil.models.tokenizer_settings import TokenizerSettings
+    >>> vocab = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") + tuple(f"word{i}" for i in range(95))
+    >>> student = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2,
+    ...                                   intermediate_size=32, max_position_embeddings=64))
+    >>> folder = os.path.join(tempfile.mkdtemp(), "student")
+    >>> diffs = kd.save_student(student, folder, "hf", tokenizer=TokenizerSettings(vocab, True, True))
+    >>> sorted(os.listdir(folder)), max(diffs.values()) <= 1e-5
+    (['config.json', 'model.safetensors', 'tokenizer_config.json', 'vocab.txt'], True)
+
+    A sentence encoder (``tokenizer=teacher``: the teacher's :class:`LoadedCheckpoint`)::
+
+        student.pooling = SentencePooling("mean", normalize=True)  # set already when the teacher has one
+        save_student(student, "out/st", "sentence_transformers", tokenizer=teacher)
+        SentenceTransformer("out/st").encode(["The cat sat."])
     """
     if format not in FORMATS:
         raise CheckpointError(f"format={format!r}: accepted {', '.join(FORMATS)}")

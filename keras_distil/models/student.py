@@ -22,7 +22,18 @@ from keras_distil.models.bert import BertMLM
 
 
 def default_student_layers(num_teacher_layers: int) -> list[int]:
-    """Every other teacher layer, starting at 0: 12 -> [0, 2, 4, 6, 8, 10]."""
+    """Every other teacher layer, starting at 0: 12 -> [0, 2, 4, 6, 8, 10].
+
+    What ``distill.student_layers`` null means, and what :func:`student_from_teacher` copies by default.
+
+    Args:
+      num_teacher_layers: the teacher's transformer blocks.
+
+    Example:
+    >>> import keras_distil as kd
+    >>> kd.default_student_layers(12), kd.default_student_layers(5)
+    ([0, 2, 4, 6, 8, 10], [0, 2, 4])
+    """
     return list(range(0, num_teacher_layers, 2))
 
 
@@ -130,7 +141,8 @@ def build_student(teacher: BertMLM, layers=None, init: str = "teacher", seed: in
         ``token_ids`` and ``padding_mask``) whose teacher activations give the reduction's directions.
 
     Example:
-    >>> from keras_distil.models.bert import build_mlm_model
+    >>> from keras_distil import build_mlm_model, build_student
+    >>> from keras_distil.config import StudentConfig
     >>> teacher = build_mlm_model(dict(vocab_size=50, hidden_size=16, num_layers=4, num_heads=2,
     ...                                intermediate_size=32, max_position_embeddings=16))
     >>> build_student(teacher).model_config.num_layers
@@ -174,7 +186,24 @@ def student_from_teacher(teacher: BertMLM, layers=None) -> BertMLM:
     """Build a student with the teacher's width and copy the teacher's weights into it.
 
     ``layers``: teacher layer indices to copy, in order (default: :func:`default_student_layers`).
-    Everything else (embeddings, their LayerNorm, the pooler, the MLM head) is copied whole.
+    Everything else (embeddings, their LayerNorm, the pooler, the MLM head) is copied whole. The student
+    keeps the teacher's head presence and sentence pooling. :func:`build_student` also makes narrower or
+    randomly initialised students.
+
+    Args:
+      teacher: the teacher :class:`BertMLM` (``load_teacher(path).model``).
+      layers: teacher layer indices (0-based) the student's blocks copy, in order; None: every other one.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_distil as kd
+    >>> teacher = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=4, num_heads=2,
+    ...                                   intermediate_size=32))
+    >>> student = kd.student_from_teacher(teacher, layers=[0, 3])
+    >>> student.model_config.num_layers, student.model_config.hidden_size
+    (2, 16)
+    >>> np.array_equal(student.transformer_layers[1].get_weights()[0], teacher.transformer_layers[3].get_weights()[0])
+    True
     """
     return build_student(teacher, layers, "teacher")
 

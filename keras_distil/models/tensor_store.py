@@ -21,7 +21,21 @@ from keras_distil.files import read_json, staged_folder
 
 
 class CheckpointError(KerasDistilError, ValueError):
-    """A checkpoint cannot be read or written; the message names the file and, where there is one, the tensor."""
+    """A checkpoint cannot be read or written; the message names the file and, where there is one, the tensor.
+
+    A :class:`~keras_distil.errors.KerasDistilError` (and a ``ValueError``).
+
+    Args:
+      *args: the message (as for any exception).
+
+    Example:
+    >>> import keras_distil as kd
+    >>> try:
+    ...     kd.load_teacher("no/such/teacher")
+    ... except kd.CheckpointError as e:
+    ...     print(e)
+    no/such/teacher: no such file or folder
+    """
 
 
 # safetensors dtype tag -> (numpy dtype of the stored bytes, bytes per element)

@@ -80,7 +80,29 @@ def _from_tokenizer_json(path: str) -> tuple[tuple[str, ...], bool | None, bool 
 
 
 def read_tokenizer_settings(folder: str) -> TokenizerSettings | None:
-    """The folder's tokenizer settings, or None when it has no vocabulary at all."""
+    """The folder's tokenizer settings, or None when it has no vocabulary at all.
+
+    Reads ``vocab.txt``, ``tokenizer_config.json`` (``do_lower_case``, ``strip_accents``) and
+    ``tokenizer.json`` (its WordPiece vocabulary and ``BertNormalizer``); unset casing is BERT's default
+    (lower-cased, accents stripped with it). Files that disagree raise :class:`CheckpointError`.
+
+    Args:
+      folder: a Hugging Face checkpoint or tokenizer folder.
+
+    Example:
+    >>> import json, os, tempfile
+    >>> import keras_distil as kd
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "vocab.txt"), "w") as f:
+    ...     _ = f.write("[PAD]\\n[UNK]\\n[CLS]\\n[SEP]\\n[MASK]\\nHello\\n")
+    >>> with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+    ...     json.dump({"do_lower_case": False}, f)
+    >>> settings = kd.read_tokenizer_settings(folder)
+    >>> settings.vocab[-1], settings.lowercase, settings.strip_accents
+    ('Hello', False, False)
+    >>> kd.read_tokenizer_settings(tempfile.mkdtemp()) is None
+    True
+    """
     vocab_path = os.path.join(folder, VOCAB_FILE)
     config_path = os.path.join(folder, TOKENIZER_CONFIG)
     json_path = os.path.join(folder, TOKENIZER_JSON)
