@@ -242,6 +242,9 @@ def staged_folder(folder: str | os.PathLike, overwrite: bool = False,
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise error(f"{folder}: folder exists and is not empty (pass overwrite=True to replace it)")
     parent = os.path.dirname(folder)
+    ancestor, problem = unwritable_ancestor(parent)
+    if problem == "not a folder":  # else makedirs would say "File exists", which hides the reason
+        raise error(f"{folder}: cannot be written: {ancestor} is a file, not a folder")
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)

@@ -124,8 +124,8 @@ def test_errors_are_raised_as_the_callers_type(tmp_path):
     with pytest.raises(MyError, match=f"{blocker}: exists and is not a folder"):
         with staged_folder(blocker, error=MyError):
             pass
-    with pytest.raises(MyError, match=f"{blocker / 'sub'}: cannot be written"):
-        with staged_folder(blocker / "sub", error=MyError):  # its parent is a file
+    with pytest.raises(MyError, match=f"{blocker / 'sub'}: cannot be written: {blocker} is a file, not a folder"):
+        with staged_folder(blocker / "sub", error=MyError):  # its parent is a file: the reason, not "File exists"
             pass
 
 

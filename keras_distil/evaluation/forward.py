@@ -55,16 +55,57 @@ def clean_inputs(batch) -> dict:
     return inputs
 
 
+class _Inference:
+    """``model(inputs, training=False, **options)``: the Python function a :class:`CompiledForward` traces.
+
+    An object, not a lambda, on purpose: TensorFlow counts the traces of every ``tf.function`` made from one
+    piece of code together (all the lambdas of a line share their code object), and warns of "retracing"
+    after 5 traces within 10 calls: an evaluation of a few models, each traced once, reached that. The
+    traces of an object's function are counted for that object alone."""
+
+    def __init__(self, model, options: dict):
+        self.model, self.options = model, options
+
+    def __call__(self, inputs):
+        return self.model(inputs, training=False, **self.options)
+
+
+class CompiledForward:
+    """A compiled inference forward of ``model``, traced once for batches of every shape.
+
+    The input signature is the first batch's structure and dtypes with every dimension unknown (``[None,
+    None]`` for ``token_ids``): batches of other sizes and lengths reuse that one trace, where a plain
+    ``tf.function`` traces again for each new shape. A batch of another structure (other keys, dtypes or
+    ranks) gets a trace of its own.
+
+    Args:
+      model: a Keras model called as ``model(inputs, training=False, **options)``.
+      **options: further call arguments (``return_logits=False``).
+    """
+
+    def __init__(self, model, **options):
+        self.python_function = _Inference(model, options)
+        self._signature, self._compiled = None, None
+
+    def __call__(self, inputs):
+        inputs = tf.nest.map_structure(tf.convert_to_tensor, inputs)
+        signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), inputs)
+        if self._compiled is None or signature != self._signature:
+            self._signature = signature
+            self._compiled = tf.function(self.python_function, input_signature=[signature])
+        return self._compiled(inputs)
+
+
 def forward_fn(model):
     """A compiled inference forward: the batch dict -> the model's outputs (logits at mask_positions)."""
-    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+    return CompiledForward(model)
 
 
 def encoder_fn(model):
     """A compiled forward of the encoder alone (``hidden`` and ``pooled``; a head, if any, is skipped)."""
     if not has_mlm_head(model):
         return forward_fn(model)
-    return tf.function(lambda inputs: model(inputs, training=False, return_logits=False), reduce_retracing=True)
+    return CompiledForward(model, return_logits=False)
 
 
 def encode_batch(encoder, inputs: dict, pooling: SentencePooling) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_distil.evaluation.forward import CompiledForward
 from keras_distil.finetune.classifier import TextClassifier
 from keras_distil.finetune.task_distiller import TaskDistiller
 
@@ -39,7 +40,7 @@ def distill_classifier(teacher: TextClassifier, student: TextClassifier, train: 
 def accuracy(classifier, dataset: tf.data.Dataset) -> float:
     """Top-1 accuracy of ``classifier`` on ``(inputs, label)`` batches."""
     correct = total = 0
-    predict = tf.function(lambda inputs: classifier(inputs, training=False), reduce_retracing=True)
+    predict = CompiledForward(classifier)  # one trace for every batch shape, no retracing warning
     for inputs, labels in dataset:
         predictions = tf.argmax(predict(inputs), axis=-1, output_type=tf.int32)
         correct += int(tf.reduce_sum(tf.cast(tf.equal(predictions, tf.cast(labels, tf.int32)), tf.int32)))
