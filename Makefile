@@ -55,7 +55,7 @@ mutants: $(TESTS)
 	$(PY) tools/mutants.py
 
 lint: $(TESTS)
-	$(PY) -m ruff check keras_distil tests benchmarks examples tools
+	$(PY) -m ruff check keras_distil keras_distil_cli tests benchmarks examples tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

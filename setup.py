@@ -47,11 +47,13 @@ setup(
     name="keras-distil",
     version="0.1.0",
     description="Distil a BERT teacher into a smaller student the DistilBERT way, with TensorFlow and Keras 3.",
-    packages=find_packages(include=["keras_distil", "keras_distil.*"]),
+    # keras_distil_cli: the command line's parsers, apart from keras_distil (whose import is TensorFlow's) so
+    # that `keras-distil --help` answers at once; it imports keras_distil only to run a command.
+    packages=find_packages(include=["keras_distil", "keras_distil.*", "keras_distil_cli", "keras_distil_cli.*"]),
     # The JSON recipes, usable by name once installed (keras-distil distill --recipe tiny).
     package_data={"keras_distil": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["keras-distil=keras_distil.cli:main"]},
+    entry_points={"console_scripts": ["keras-distil=keras_distil_cli:main"]},
 )

@@ -1,32 +1,17 @@
 """``keras-distil convert SRC DST --to hf|keras_hub|sentence_transformers``: the thin CLI over
-:func:`keras_distil.models.checkpoint_formats.convert_checkpoint`."""
+:func:`keras_distil.models.checkpoint_formats.convert_checkpoint` (the parser: :mod:`keras_distil_cli.convert`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from keras_distil.models.checkpoint_formats import FORMATS, convert_checkpoint
-
-
-def add_convert_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``convert SRC DST --to hf|keras_hub|sentence_transformers`` on an argparse ``subparsers``."""
-    parser = subparsers.add_parser(
-        "convert", help="convert a checkpoint between Hugging Face, KerasHub and sentence-transformers formats "
-                        "(verified after writing)",
-        description="Read SRC (a Hugging Face folder, a KerasHub preset or a .keras file) and write DST.")
-    parser.add_argument("src", help="source checkpoint folder or .keras file")
-    parser.add_argument("dst", help="destination folder (written atomically)")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="destination format")
-    parser.add_argument("--model-type", default="same", choices=("same", "bert", "distilbert"),
-                        help="family to write (default: the source's)")
-    parser.add_argument("--keras-hub-classes", default="exact", choices=("exact", "stock"),
-                        help="KerasHub preset classes: exact (HF numerics; needs keras_distil to load) or stock")
-    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    parser.set_defaults(func=run_convert)
-    return parser
+from keras_distil.files import check_output
+from keras_distil.models.checkpoint_formats import convert_checkpoint
+from keras_distil_cli.convert import add_convert_parser as add_convert_parser
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    check_output(args.dst, "DST")  # before the source is read: a file in the way is named, in one line
     diffs = convert_checkpoint(args.src, args.dst, args.to, model_type=args.model_type,
                                keras_hub_classes=args.keras_hub_classes, overwrite=args.overwrite)
     worst = max(diffs.values()) if diffs else 0.0

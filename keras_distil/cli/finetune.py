@@ -2,7 +2,8 @@
 classification on a checkpoint's encoder, and task-specific distillation (:mod:`keras_distil.finetune`).
 
 The output folder: ``classifier.keras``, ``labels.json`` (the label names, index = label id),
-``finetune_report.json`` and, when a teacher is fine-tuned here first, ``teacher_classifier.keras``.
+``finetune_report.json`` and, when a teacher is fine-tuned here first, ``teacher_classifier.keras``. The
+parser is :mod:`keras_distil_cli.finetune`'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import keras
 from keras_distil.cli import command_main
 from keras_distil.config import ConfigError
 from keras_distil.files import atomic_write_json, check_output, save_model_atomically
-from keras_distil.finetune.classifier import POOLINGS, TextClassifier
+from keras_distil.finetune.classifier import TextClassifier
 from keras_distil.finetune.data import (
     TaskData,
     encode_dataset,
@@ -24,45 +25,9 @@ from keras_distil.finetune.data import (
     load_tfds_classification,
 )
 from keras_distil.finetune.train import accuracy, distill_classifier, finetune_classifier
+from keras_distil_cli.finetune import add_finetune_parser as add_finetune_parser
 
 LABELS_FILE, REPORT_FILE = "labels.json", "finetune_report.json"
-
-
-def add_finetune_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``finetune --model PATH (--train F --test F | --tfds NAME) [--teacher PATH] --out DIR``."""
-    parser = subparsers.add_parser(
-        "finetune", help="text classification on a TSV/CSV or TFDS dataset; task-specific distillation",
-        description="Fine-tune a classifier on the encoder of --model and report test accuracy. With --teacher, "
-                    "the teacher (a pretrained checkpoint, fine-tuned here first, or a fine-tuned classifier "
-                    ".keras) is distilled into the --model classifier on the task.")
-    parser.add_argument("--model", required=True, metavar="PATH",
-                        help="encoder checkpoint (HF folder, KerasHub preset or .keras); the student with --teacher")
-    parser.add_argument("--teacher", metavar="PATH", help="teacher checkpoint, or a fine-tuned classifier .keras")
-    data = parser.add_argument_group("data (files or TFDS)")
-    data.add_argument("--train", metavar="FILE", help="training TSV/CSV with a header row")
-    data.add_argument("--test", metavar="FILE", help="test TSV/CSV")
-    data.add_argument("--validation", metavar="FILE", help="optional validation TSV/CSV")
-    data.add_argument("--text-column", default="text")
-    data.add_argument("--label-column", default="label")
-    data.add_argument("--tfds", metavar="NAME", help="a TFDS dataset prepared locally (never downloaded)")
-    data.add_argument("--tfds-data-dir", metavar="DIR")
-    data.add_argument("--train-split", default="train")
-    data.add_argument("--test-split", default="test")
-    parser.add_argument("--vocab", metavar="VOCAB.txt", help="WordPiece vocabulary (default: the checkpoint's)")
-    parser.add_argument("--max-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--pooling", choices=POOLINGS, default="mean")
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--temperature", type=float, default=2.0, help="soft-target temperature (with --teacher)")
-    parser.add_argument("--alpha-soft", type=float, default=0.5, help="weight of T^2 KL (with --teacher)")
-    parser.add_argument("--alpha-hard", type=float, default=0.5, help="weight of the label CE (with --teacher)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="classifier.keras, labels.json and finetune_report.json go here")
-    parser.set_defaults(func=run_finetune)
-    return parser
 
 
 def _load_task(args) -> TaskData:

@@ -1,5 +1,5 @@
 """``keras-distil prepare SOURCES --out DIR``: the thin CLI over :func:`keras_distil.data.prepare.prepare_corpus`
-(tokenize a corpus once into TFRecord shards)."""
+(tokenize a corpus once into TFRecord shards). Its parser is :mod:`keras_distil_cli.prepare`'s."""
 
 from __future__ import annotations
 
@@ -10,23 +10,8 @@ from collections.abc import Sequence
 from keras_distil.cli import report_error, setup_logging
 from keras_distil.data.base import DataError
 from keras_distil.data.prepare import prepare_corpus
-
-
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("sources", nargs="+",
-                        help="text files or globs (one document per line), or tfds:NAME[:SPLIT[:TEXT_KEY]]")
-    parser.add_argument("--out", required=True, help="output folder for the shards, token_counts.json, manifest.json")
-    parser.add_argument("--vocab", help="WordPiece vocab.txt (default: the recipe's data.vocab_file)")
-    parser.add_argument("--config", help="a recipe JSON file, or a shipped recipe's name (e.g. "
-                                         "distilbert-base-uncased); its 'data' section is used")
-    parser.add_argument("--num-shards", type=int, default=8)
-    parser.add_argument("--max-len", type=int)
-    parser.add_argument("--min-len", type=int)
-    parser.add_argument("--document-separator", choices=["line", "blank_line"])
-    parser.add_argument("--invalid-utf8", choices=["replace", "error"])
-    parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--tfds-data-dir", help="TFDS data_dir for tfds: sources (nothing is downloaded)")
-    return parser
+from keras_distil_cli.prepare import add_prepare_arguments as add_prepare_arguments
+from keras_distil_cli.prepare import add_prepare_parser as add_prepare_parser
 
 
 def _config_from_args(args):
@@ -52,14 +37,6 @@ def run_prepare(args: argparse.Namespace) -> int:
           f"{len(manifest['shards'])} shards ({manifest['dropped_short']} short sequences dropped, "
           f"{manifest['invalid_utf8']} documents with invalid UTF-8)")
     return 0
-
-
-def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``prepare`` subcommand to an ``argparse`` subparsers object (``func`` is set)."""
-    parser = subparsers.add_parser("prepare", help="tokenize a corpus into TFRecord shards")
-    add_prepare_arguments(parser)
-    parser.set_defaults(func=run_prepare)
-    return parser
 
 
 def main_prepare(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,11 @@
-"""``keras-distil recipes``: the recipes installed with the package, one line each (``--recipe NAME`` takes them)."""
+"""``keras-distil recipes``: the recipes installed with the package, one line each (``--recipe NAME`` takes
+them); the parser is :mod:`keras_distil_cli.recipes`'s."""
 
 from __future__ import annotations
 
 import argparse
+
+from keras_distil_cli.recipes import add_recipes_parser as add_recipes_parser
 
 
 def run_recipes(args: argparse.Namespace) -> int:
@@ -16,13 +19,3 @@ def run_recipes(args: argparse.Namespace) -> int:
         for name in names:
             print(recipe_path(name))
     return 0
-
-
-def add_recipes_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "recipes", help="list the shipped recipes (--recipe NAME), one line each",
-        description="List the recipes installed with keras-distil. Any of them is given by name: "
-                    "keras-distil distill --recipe NAME ...; keras_distil/config.py documents every knob.")
-    parser.add_argument("--paths", action="store_true", help="also print each recipe's file")
-    parser.set_defaults(func=run_recipes)
-    return parser
