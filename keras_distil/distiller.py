@@ -80,6 +80,38 @@ class Distiller(keras.Model):
     [B, L, H] and ``logits`` (at ``mask_positions`` when present in the input, else at every
     position), as :class:`keras_distil.models.bert.BertMLM` does. The teacher is frozen and always
     runs in inference mode outside the gradient tape.
+
+    ``compile`` takes the optimizer (and Keras' runtime options); the loss is the config's weighted terms,
+    so ``loss`` and ``metrics`` raise :class:`ConfigError`. ``fit`` takes batches as
+    :func:`keras_distil.build_dataset` makes them and logs ``loss`` and each active term. The trained model
+    is ``distiller.student`` (:func:`keras_distil.save_student` writes it).
+
+    Args:
+      teacher: the frozen teacher, a ``BertMLM`` (``load_teacher(path).model``).
+      student: the model to train, a ``BertMLM`` (e.g. :func:`keras_distil.student_from_teacher`).
+      config: the objective, a :class:`DistillConfig` or its dict (None: DistilBERT's).
+      projection_basis: initial weights of the learned projections of a narrower student's hidden-state
+        terms (a reduction's basis; None: Keras' initialiser).
+      **kwargs: ``keras.Model`` arguments (``name``).
+
+    Example:
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_distil as kd
+    >>> teacher = kd.build_mlm_model(dict(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2,
+    ...                                   intermediate_size=32))
+    >>> distiller = kd.Distiller(teacher, kd.student_from_teacher(teacher, layers=[1]), kd.DistillConfig())
+    >>> distiller.compile(optimizer="adam")
+    >>> batch = {"token_ids": np.array([[2, 10, 4, 12, 3, 0]] * 2), "padding_mask": np.array([[1] * 5 + [0]] * 2),
+    ...          "mask_positions": np.array([[2]] * 2), "mask_ids": np.array([[11]] * 2),
+    ...          "mask_weights": np.ones((2, 1), "float32")}  # what kd.build_dataset yields
+    >>> history = distiller.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, verbose=0)
+    >>> sorted(history.history)
+    ['ce', 'cos', 'loss', 'mlm']
+    >>> distiller.compile(optimizer="adam", loss="mse")
+    Traceback (most recent call last):
+    ...
+    keras_distil.config.ConfigError: Distiller.compile: loss would be ignored; the loss is the DistillConfig's ...
     """
 
     def __init__(self, teacher, student, config: DistillConfig | dict | None = None, projection_basis=None,
@@ -266,10 +298,16 @@ class Distiller(keras.Model):
         mask_weights = tf.cast(batch["mask_weights"], tf.float32) if "mask_weights" in batch else None
         soft_weights, soft_key = (padding, "tokens") if self._logits_everywhere else (mask_weights, "masked")
         terms = {}
-        if cfg.alpha_ce > 0:
+        if cfg.alpha_ce > 0 and cfg.alpha_mlm > 0 and not self._logits_everywhere:
+            # DistilBERT's two vocabulary terms on the same logits: one fused pass (losses.py)
+            kl, ce = losses.soft_targets_and_mlm_per_token(student_out["logits"], teacher_out["logits"],
+                                                           batch["mask_ids"], cfg.temperature)
+            terms["ce"] = _globally_weighted_mean(kl, soft_weights, totals.get(soft_key))
+            terms["mlm"] = _globally_weighted_mean(ce, mask_weights, totals.get("masked"))
+        elif cfg.alpha_ce > 0:
             kl = losses.soft_target_kl_per_token(student_out["logits"], teacher_out["logits"], cfg.temperature)
             terms["ce"] = _globally_weighted_mean(kl, soft_weights, totals.get(soft_key))
-        if cfg.alpha_mlm > 0:
+        if cfg.alpha_mlm > 0 and "mlm" not in terms:
             logits = student_out["logits"]
             if self._logits_everywhere:
                 logits = tf.gather(logits, tf.cast(batch["mask_positions"], tf.int32), batch_dims=1)

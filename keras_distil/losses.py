@@ -43,6 +43,50 @@ def mlm_cross_entropy_per_token(labels, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=_f32(logits))
 
 
+def soft_targets_and_mlm_per_token(student_logits, teacher_logits, labels, temperature):
+    """``(soft_target_kl_per_token, mlm_cross_entropy_per_token)`` of the same student logits in one pass, with
+    the gradient in closed form: ``d kl / d s = T (softmax(s/T) - softmax(t/T))`` and ``d ce / d s = softmax(s) -
+    onehot(label)``.
+
+    The two vocabulary-sized terms are most of the step's work outside the matmuls (docs/runtime.md); autodiff
+    through the separate terms makes about twice the passes over the ``[..., V]`` tensors. Equal to the
+    separate functions to float32 rounding (tests/test_losses.py).
+
+    Args:
+      student_logits: ``[..., V]``, differentiable.
+      teacher_logits: ``[..., V]``, constant.
+      labels: ``[...]`` token ids.
+      temperature: the soft targets' temperature T.
+
+    Example:
+    >>> s, t = tf.constant([[2.0, 0.5, -1.0]]), tf.constant([[1.0, 1.0, 0.0]])
+    >>> kl, ce = soft_targets_and_mlm_per_token(s, t, tf.constant([0]), 2.0)
+    >>> bool(abs(float(kl[0]) - float(soft_target_kl_per_token(s, t, 2.0)[0])) < 1e-6)
+    True
+    """
+    t = float(temperature)
+    log_p_teacher = tf.nn.log_softmax(_f32(teacher_logits) / t, axis=-1)
+    p_teacher = tf.exp(log_p_teacher)
+    labels = tf.cast(labels, tf.int32)
+
+    @tf.custom_gradient
+    def fused(logits):
+        s = _f32(logits)
+        log_q = tf.nn.log_softmax(s / t, axis=-1)
+        log_q1 = tf.nn.log_softmax(s, axis=-1)
+        kl = (t * t) * tf.reduce_sum(p_teacher * (log_p_teacher - log_q), axis=-1)
+        ce = -tf.gather(log_q1, labels, batch_dims=len(labels.shape))
+
+        def grad(d_kl, d_ce):
+            onehot = tf.one_hot(labels, tf.shape(s)[-1], dtype=tf.float32)
+            d = (d_kl[..., None] * t) * (tf.exp(log_q) - p_teacher) + d_ce[..., None] * (tf.exp(log_q1) - onehot)
+            return tf.cast(d, logits.dtype)
+
+        return (kl, ce), grad
+
+    return fused(student_logits)
+
+
 def cosine_distance_per_token(student_hidden, teacher_hidden, epsilon=1e-8):
     """``1 - cos(h_s, h_t)`` for each token: ``[..., H] -> [...]``.
 

@@ -165,3 +165,45 @@ def test_cosine_distance_does_not_depend_on_the_vectors_scale(scale):
     np.testing.assert_allclose(got, np_cosine_distance(a, b), atol=1e-5)
     same = losses.cosine_distance_per_token(a * scale, a * scale * 2).numpy()
     np.testing.assert_allclose(same, 0.0, atol=1e-5)
+
+
+def np_softmax(x):
+    return np.exp(np_log_softmax(x))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_soft_targets_and_mlm_match_numpy_values_and_gradients(data, temperature, dtype):
+    """The fused pass (the Distiller's default path) against numpy: per-token values, and the gradient of
+    a weighted sum against the closed forms T (softmax(s/T) - softmax(t/T)) and softmax(s) - onehot."""
+    s = tf.cast(tf.constant(data["s"]), dtype)
+    s64 = np.asarray(tf.cast(s, tf.float32), np.float64)  # what the function sees after the cast
+    a, b = data["mask"], data["weights"]
+    with tf.GradientTape() as tape:
+        tape.watch(s)
+        kl, ce = losses.soft_targets_and_mlm_per_token(s, data["t"], data["labels"], temperature)
+        total = tf.reduce_sum(kl * a) + 3.0 * tf.reduce_sum(ce * b)
+    grad_tensor = tape.gradient(total, s)
+    grad = np.asarray(tf.cast(grad_tensor, tf.float32))
+    lp_t, lp_s = np_log_softmax(data["t"] / temperature), np_log_softmax(s64 / temperature)
+    want_kl = temperature**2 * (np.exp(lp_t) * (lp_t - lp_s)).sum(-1)
+    want_ce = -np.take_along_axis(np_log_softmax(s64), data["labels"][..., None], -1)[..., 0]
+    np.testing.assert_allclose(kl, want_kl, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ce, want_ce, rtol=1e-5, atol=1e-5)
+    onehot = np.eye(s64.shape[-1])[data["labels"]]
+    want_grad = (a[..., None] * temperature * (np_softmax(s64 / temperature) - np.exp(lp_t))
+                 + 3.0 * b[..., None] * (np_softmax(s64) - onehot))
+    np.testing.assert_allclose(grad, want_grad, atol=1e-5 if dtype == "float32" else 2e-2)
+    assert grad_tensor.dtype == s.dtype  # the logits' own dtype flows back into the bfloat16 graph
+
+
+def test_fused_soft_targets_and_mlm_equal_the_separate_terms_and_their_autodiff(data):
+    s = tf.constant(data["s"])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(s)
+        kl, ce = losses.soft_targets_and_mlm_per_token(s, data["t"], data["labels"], 2.0)
+        fused = tf.reduce_sum(kl * data["mask"]) + tf.reduce_sum(ce * data["weights"])
+        separate = (tf.reduce_sum(losses.soft_target_kl_per_token(s, data["t"], 2.0) * data["mask"])
+                    + tf.reduce_sum(losses.mlm_cross_entropy_per_token(data["labels"], s) * data["weights"]))
+    assert abs(float(fused) - float(separate)) <= 1e-5 * abs(float(separate))
+    np.testing.assert_allclose(tape.gradient(fused, s), tape.gradient(separate, s), atol=1e-6)
