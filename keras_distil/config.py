@@ -19,7 +19,21 @@ from keras_distil.files import atomic_write_json, read_json
 
 
 class ConfigError(KerasDistilError, ValueError):
-    """A recipe or a knob is wrong: the message names the key and the accepted values."""
+    """A recipe or a knob is wrong: the message names the key and the accepted values.
+
+    A :class:`~keras_distil.errors.KerasDistilError` and a ``ValueError``.
+
+    Args:
+      *args: the message (as for any exception).
+
+    Example:
+    >>> import keras_distil as kd
+    >>> try:
+    ...     kd.ModelConfig.from_dict({"hidden_size": 10, "num_heads": 3})
+    ... except kd.ConfigError as e:
+    ...     print(e)
+    model.num_heads: got 3; accepted: a divisor of hidden_size=10
+    """
 
 
 def _type_name(tp: Any) -> str:
@@ -136,7 +150,33 @@ def _require(ok: bool, key: str, accepted: str, value: Any) -> None:
 
 @dataclasses.dataclass
 class ModelConfig(Section):
-    """Shape of a BERT encoder with an MLM head (Hugging Face ``BertConfig`` names in comments)."""
+    """Shape of a BERT encoder with an MLM head (Hugging Face ``BertConfig`` names in comments).
+
+    The fields (each commented with its Hugging Face name below); ``from_dict`` checks types and ranges.
+
+    Args:
+      vocab_size: tokens in the vocabulary.
+      hidden_size: width of every hidden state.
+      num_layers: transformer blocks.
+      num_heads: attention heads; must divide ``hidden_size``.
+      intermediate_size: feed-forward inner width.
+      max_position_embeddings: longest sequence, in tokens.
+      type_vocab_size: segment ids.
+      dropout: dropout on hidden states and attention probabilities, in [0, 1).
+      layer_norm_eps: LayerNorm epsilon.
+      pad_token_id: id of [PAD].
+      model_type: "bert" or "distilbert", the family the weights came from.
+
+    Example:
+    >>> import keras_distil as kd
+    >>> config = kd.ModelConfig(vocab_size=100, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
+    >>> kd.ModelConfig.from_dict(config.to_dict()) == config
+    True
+    >>> kd.ModelConfig.from_dict({"hidden_size": 10, "num_heads": 3})
+    Traceback (most recent call last):
+    ...
+    keras_distil.config.ConfigError: model.num_heads: got 3; accepted: a divisor of hidden_size=10
+    """
 
     _name = "model"
     vocab_size: int = 30522  # tokens in the vocabulary (vocab_size)
@@ -173,7 +213,45 @@ LAYER_ALPHA_KEYS = ("alpha_layer_mse", "alpha_attention", "alpha_value_relation"
 
 @dataclasses.dataclass
 class DistillConfig(Section):
-    """The distillation objective (Sanh et al. 2019; defaults are the paper's)."""
+    """The distillation objective (Sanh et al. 2019; defaults are the paper's).
+
+    The loss is the sum of the terms weighted by the ``alpha_*`` fields (0: off); each field is commented
+    below, and the Distiller's module docstring gives the formulas.
+
+    Args:
+      temperature: softmax temperature T of the soft targets, > 0.
+      alpha_ce: weight of T^2 * KL(teacher_T || student_T), the soft targets (needs the teacher's MLM head).
+      alpha_mlm: weight of the masked-LM cross-entropy on the true tokens.
+      alpha_cos: weight of 1 - cos between the last hidden states.
+      alpha_mse: weight of the MSE between the logits.
+      alpha_hidden_mse: weight of the MSE between the last hidden states.
+      ce_positions: where the soft targets are taken: "all" non-pad tokens or "masked" positions only.
+      student_layers: teacher layers the student copies (None: every other one).
+      student_init: "teacher" (copy its layers) or "random".
+      alpha_sentence_mse: weight of the MSE between the pooled sentence embeddings.
+      alpha_sentence_cos: weight of 1 - cos between the pooled sentence embeddings.
+      pooling: "auto" (the teacher's sentence-transformers pooling, else mean), "mean", "cls" or "max".
+      normalize_embeddings: L2-normalise the pooled embeddings (None: as the teacher).
+      alpha_layer_mse: weight of the MSE between mapped layers' outputs (TinyBERT).
+      alpha_attention: weight of the KL between attention distributions (MiniLM).
+      alpha_value_relation: weight of the KL between value relations (MiniLM).
+      alpha_embedding_mse: weight of the MSE between the embedding outputs (TinyBERT).
+      layer_map: the teacher layer each student layer is compared to (None: uniform).
+      relation_layers: "last" or "mapped": the layer pairs of the attention and value-relation terms.
+      relation_heads: heads the values are split into for the value relations (None: the teacher's).
+
+    Example:
+    >>> import keras_distil as kd
+    >>> kd.DistillConfig().uses_logits  # DistilBERT: soft targets, masked LM, cosine
+    True
+    >>> sentence = kd.DistillConfig(alpha_ce=0, alpha_mlm=0, alpha_cos=1, alpha_sentence_cos=1)
+    >>> sentence.uses_logits  # no term reads MLM logits: a head-less teacher, clean text
+    False
+    >>> kd.DistillConfig.from_dict({"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0})
+    Traceback (most recent call last):
+    ...
+    keras_distil.config.ConfigError: distill.alpha_*: all loss weights are 0; set at least one of alpha_ce, ...
+    """
 
     _name = "distill"
     temperature: float = 2.0  # softmax temperature T of the soft targets, > 0
@@ -310,7 +388,41 @@ class StudentConfig(Section):
 
 @dataclasses.dataclass
 class DataConfig(Section):
-    """Text in, batches out: tokenised in the graph, bucketed by length, masked when the loss needs it (keras_distil/data/)."""
+    """Text in, batches out: tokenised in the graph, bucketed by length, masked when the loss needs it (keras_distil/data/).
+
+    Each field is commented below. :func:`keras_distil.build_dataset` takes any of them as a keyword.
+
+    Args:
+      vocab_file: WordPiece vocab.txt (None: the teacher folder's).
+      allow_other_vocab: accept a ``vocab_file`` whose tokens differ from the teacher's.
+      lowercase: lower-case before WordPiece (the teacher's settings win where it has them).
+      strip_accents: strip accents (None: follow ``lowercase``).
+      document_separator: "line" (one document per line) or "blank_line" (per paragraph).
+      max_len: tokens per sequence, [CLS] and [SEP] included.
+      min_len: shorter sequences are dropped.
+      masking: "auto" (masked-LM when a term reads MLM logits), "mlm" or "none" (clean text).
+      mlm_mask_prop: fraction of real tokens selected for prediction.
+      word_mask: of the selected, the share replaced by [MASK].
+      word_keep: of the selected, the share kept.
+      word_rand: of the selected, the share replaced by a random token.
+      mlm_smoothing: selection probability proportional to count ** -mlm_smoothing.
+      max_predictions_per_seq: prediction slots per sequence.
+      batch_size: sequences per global batch.
+      bucket_boundaries: padded lengths of the length buckets (None: one bucket of ``max_len``).
+      shuffle_buffer: sequences held for shuffling.
+      invalid_utf8: "replace" (U+FFFD, counted) or "error".
+      seed: shuffling and masking seed.
+
+    Example:
+    >>> import keras_distil as kd
+    >>> config = kd.DataConfig(max_len=64, batch_size=8)
+    >>> config.replace(masking="none").masking, config.max_len
+    ('none', 64)
+    >>> kd.DataConfig.from_dict({"max_len": 2})
+    Traceback (most recent call last):
+    ...
+    keras_distil.config.ConfigError: data.max_len: got 2; accepted: an integer >= 3
+    """
 
     _name = "data"
     vocab_file: str | None = None  # WordPiece vocab.txt; null: the teacher folder's
@@ -363,7 +475,40 @@ class DataConfig(Section):
 
 @dataclasses.dataclass
 class TrainConfig(Section):
-    """Optimisation and runtime (docs/runtime.md). Defaults are DistilBERT's."""
+    """Optimisation and runtime (docs/runtime.md). Defaults are DistilBERT's.
+
+    Read by the command line's runtime (``keras_distil.training``); with ``Distiller.compile`` / ``fit``,
+    give the optimizer and the steps to Keras instead. Each field is commented below.
+
+    Args:
+      learning_rate: peak learning rate after warm-up.
+      adam_beta_1: AdamW's beta 1.
+      adam_beta_2: AdamW's beta 2.
+      adam_epsilon: AdamW's epsilon.
+      weight_decay: AdamW decay (never on biases and LayerNorm).
+      warmup_prop: fraction of the steps spent warming up linearly, then linear decay.
+      max_grad_norm: global-norm clipping (0: none).
+      gradient_accumulation_steps: micro-batches summed per optimizer step.
+      epochs: passes over the training data.
+      steps: optimizer steps in all (overrides ``epochs``).
+      mixed_precision: the student's Keras dtype policy ("auto": mixed_bfloat16 where native, else float32).
+      teacher_precision: the frozen teacher's precision ("auto": bfloat16 where native, else float32).
+      jit_compile: XLA: "auto", "on" or "off".
+      strategy: "auto", "default", "mirrored", "multiworker" or "tpu".
+      checkpoint_every: optimizer steps between checkpoints.
+      keep_checkpoints: checkpoints kept on disk.
+      log_every: optimizer steps between TensorBoard writes.
+      seed: weight init, dropout and data order.
+
+    Example:
+    >>> import keras_distil as kd
+    >>> kd.TrainConfig(steps=1000).replace(learning_rate=1e-4).learning_rate
+    0.0001
+    >>> kd.TrainConfig.from_dict({"stepz": 3})
+    Traceback (most recent call last):
+    ...
+    keras_distil.config.ConfigError: train: unknown key(s) stepz; accepted keys: adam_beta_1, ...
+    """
 
     _name = "train"
     learning_rate: float = 5e-4  # peak learning rate after warm-up
@@ -376,7 +521,11 @@ class TrainConfig(Section):
     gradient_accumulation_steps: int = 1  # micro-batches summed per optimizer step
     epochs: int = 3  # passes over the training data
     steps: int | None = None  # optimizer steps in all; overrides epochs when set
-    mixed_precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+    # The student's Keras policy; auto: mixed_bfloat16 where the device multiplies bfloat16 natively
+    # (training/speed.py), else float32.
+    mixed_precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    # The frozen teacher's precision; auto: bfloat16 where native, else float32.
+    teacher_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto: on where it works and pays
     strategy: Literal["auto", "default", "mirrored", "multiworker", "tpu"] = "auto"
     checkpoint_every: int = 500  # optimizer steps between checkpoints

@@ -224,12 +224,38 @@ class BertMLM(keras.Model):
                 "pooling": None if self.pooling is None else self.pooling.to_dict()}
 
 
-def float32_copy(model: BertMLM) -> BertMLM:
-    """``model`` computing in float32: itself when it already does, else a copy holding its weights.
+def precision_copy(model: BertMLM, dtype: str) -> BertMLM:
+    """``model`` computing under the Keras dtype policy ``dtype``: itself when it already does, else a copy
+    holding its weights (cast to the new variable dtype).
 
-    A model trained under ``mixed_bfloat16`` / ``mixed_float16`` keeps float32 variables but computes in
-    the lower precision, and records that policy in its config. What a run saves for serving and
-    evaluation should compute in float32 whatever the training's precision was.
+    Used both ways: what a run trained under ``mixed_bfloat16`` saves for serving computes in float32, and
+    a frozen teacher runs its forward pass in ``bfloat16`` where the device has fast bfloat16 matmuls
+    (``train.teacher_precision``: half the weight memory, no per-step weight casts).
+
+    Args:
+      model: a :class:`BertMLM`.
+      dtype: a Keras dtype policy name: "float32", "bfloat16", "mixed_bfloat16", ...
+
+    Example:
+    >>> m = build_mlm_model(dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+    ...                          intermediate_size=32, max_position_embeddings=16))
+    >>> precision_copy(m, "bfloat16").weights[0].dtype
+    'bfloat16'
+    >>> precision_copy(m, "float32") is m
+    True
+    """
+    if model.dtype_policy.name == dtype:
+        return model
+    copy = BertMLM.from_config({**model.get_config(), "dtype": dtype})
+    copy.set_weights(model.get_weights())
+    copy.trainable = model.trainable
+    return copy
+
+
+def float32_copy(model: BertMLM) -> BertMLM:
+    """``model`` computing in float32: :func:`precision_copy` ``(model, "float32")``. A model trained under
+    ``mixed_bfloat16`` / ``mixed_float16`` keeps float32 variables but computes in the lower precision, and
+    records that policy in its config; what a run saves for serving and evaluation computes in float32.
 
     Args:
       model: a :class:`BertMLM`.
@@ -240,11 +266,7 @@ def float32_copy(model: BertMLM) -> BertMLM:
     >>> float32_copy(m).dtype_policy.name
     'float32'
     """
-    if model.dtype_policy.name == "float32":
-        return model
-    copy = BertMLM.from_config({**model.get_config(), "dtype": "float32"})
-    copy.set_weights(model.get_weights())
-    return copy
+    return precision_copy(model, "float32")
 
 
 def build_mlm_model(model_config: dict | ModelConfig, with_mlm_head: bool = True, dtype=None) -> BertMLM:

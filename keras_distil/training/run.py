@@ -23,8 +23,9 @@ import keras
 from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
 from keras_distil.files import check_output, save_model_atomically
 from keras_distil.training.loop import Trainer
-from keras_distil.training.optim import build_optimizer, decide_jit, precision_policy
-from keras_distil.training.strategy import make_strategy, on_cpu, strategy_kind, worker_info
+from keras_distil.training.optim import build_optimizer, precision_policy
+from keras_distil.training.speed import RuntimeChoice, resolve_runtime
+from keras_distil.training.strategy import make_strategy, strategy_kind, worker_info
 
 logger = logging.getLogger("keras_distil.training")
 
@@ -65,7 +66,8 @@ def _with_current_defaults(previous: dict) -> dict:
 # train.* knobs a run may change when resumed with --resume-with-changes (after a NaN stop, a longer run): the
 # optimisation and bookkeeping. The others (seed, batching, strategy) decide which batches the resumed run sees.
 RESUMABLE_TRAIN_KNOBS = ("learning_rate", "adam_beta_1", "adam_beta_2", "adam_epsilon", "weight_decay",
-                         "warmup_prop", "max_grad_norm", "epochs", "steps", "mixed_precision", "jit_compile",
+                         "warmup_prop", "max_grad_norm", "epochs", "steps", "mixed_precision", "teacher_precision",
+                         "jit_compile",
                          "checkpoint_every", "keep_checkpoints", "log_every")
 # Keys of config.json that are not part of a run's identity.
 NOT_IDENTITY = ("description", "history")
@@ -178,11 +180,15 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool, resume_with_c
     if recipe.out:
         check_output(recipe.out, "out")  # a bad --out fails now, not after loading and counting
     strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
-    with precision_policy(recipe.train.mixed_precision):  # the caller's policy is back afterwards
-        return _train(recipe, command, build, console, strategy, resume_with_changes)
+    runtime = resolve_runtime(recipe.train, strategy)
+    for knob, reason in runtime.reasons.items():
+        logger.info("%s: %s", knob, reason)
+    with precision_policy(runtime.policy):  # the caller's policy is back afterwards
+        return _train(recipe, command, build, console, strategy, resume_with_changes, runtime)
 
 
-def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool) -> dict:
+def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool,
+           runtime: RuntimeChoice) -> dict:
     """The body of :func:`_run`, under the recipe's precision policy."""
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -194,7 +200,7 @@ def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, r
     fresh = is_chief and not os.path.exists(os.path.join(os.path.abspath(recipe.out or "."), "config.json"))
     folder = prepare_folder(recipe, command, is_chief, resume_with_changes)
     try:
-        return _train_in(folder, recipe, command, build, console, strategy)
+        return _train_in(folder, recipe, command, build, console, strategy, runtime)
     except BaseException:
         if fresh:
             remove_failed_start(folder)
@@ -219,7 +225,8 @@ def remove_failed_start(folder: RunFolder) -> None:
         os.rmdir(folder.root)
 
 
-def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
+def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, console: bool, strategy,
+              runtime: RuntimeChoice) -> dict:
     """The run once its folder exists: build, count, compile, train, save the student."""
     from keras_distil.data import build_training_dataset
     from keras_distil.data.pipeline import ensure_nonempty
@@ -227,15 +234,13 @@ def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, cons
     _, is_chief = worker_info(strategy)
     replicas = strategy.num_replicas_in_sync
     with strategy.scope():
-        model, tokenizer = build(recipe)
+        model, tokenizer = build(recipe, runtime)
     sources = list(recipe.train_data)
     ensure_nonempty(sources, recipe.data, tokenizer)
     steps = total_steps(recipe, sources, tokenizer)
     with strategy.scope():
         model.compile(optimizer=build_optimizer(recipe.train, steps))
-    jit, reason = decide_jit(recipe.train.jit_compile, strategy_kind=strategy_kind(strategy), num_replicas=replicas,
-                             on_cpu=on_cpu(strategy), precision=recipe.train.mixed_precision)
-    logger.info("XLA jit_compile=%s (%s)", jit, reason)
+    jit, reason = runtime.jit_compile, runtime.reasons["train.jit_compile"]
     trainer = Trainer(model, strategy, steps, micro_batches=recipe.train.gradient_accumulation_steps,
                       checkpoint_dir=folder.checkpoints, checkpoint_every=recipe.train.checkpoint_every,
                       keep_checkpoints=recipe.train.keep_checkpoints, logdir=folder.logs,
@@ -248,6 +253,7 @@ def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, cons
 
     logs = trainer.fit(dataset_fn)
     result = {"run": folder.root, "steps": steps, "jit_compile": jit, "jit_reason": reason,
+              "precision": runtime.policy, "teacher_precision": runtime.teacher_precision,
               "strategy": strategy_kind(strategy), "replicas": replicas, **logs}
     if is_chief:
         result["student"] = _save_student(model.student, folder, tokenizer)
@@ -305,13 +311,14 @@ def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: boo
     width and half its depth), initialised from the teacher (copied layers, or a reduction of its weights for a
     narrower student) or at random (distill.student_init, seeded by train.seed)."""
     from keras_distil.distiller import Distiller
+    from keras_distil.models.bert import precision_copy
     from keras_distil.models.checkpoint_formats import load_teacher
 
     if not recipe.teacher:
         raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
                           "preset or a .keras file), or train one with `keras-distil pretrain`")
 
-    def build(recipe):
+    def build(recipe, runtime):
         loaded = load_teacher(recipe.teacher, distill=recipe.distill)
         check_model_section(recipe, loaded.model.model_config)
         tokenizer = _tokenizer(recipe, loaded.tokenizer)
@@ -319,7 +326,9 @@ def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: boo
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
         student, basis = recipe_student(recipe, loaded.model, tokenizer)
-        distiller = Distiller(loaded.model, student, recipe.distill, projection_basis=basis)
+        # The frozen teacher in train.teacher_precision: it needs no gradient (docs/runtime.md).
+        teacher = precision_copy(loaded.model, runtime.teacher_precision)
+        distiller = Distiller(teacher, student, recipe.distill, projection_basis=basis)
         if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
         return distiller, tokenizer
@@ -346,7 +355,7 @@ def pretrain(recipe: RecipeConfig, console: bool = True, resume_with_changes: bo
         raise ConfigError(f"model.max_position_embeddings: got {recipe.model.max_position_embeddings}; "
                           f"accepted: >= data.max_len={recipe.data.max_len}")
 
-    def build(recipe):
+    def build(recipe, runtime):  # no teacher: runtime.teacher_precision does not apply
         tokenizer = _tokenizer(recipe, None)
         model_config = recipe.model
         if model_config.vocab_size != tokenizer.vocab_size:

@@ -1,0 +1,116 @@
+"""The speed knobs (``train.mixed_precision``, ``train.teacher_precision``, ``train.jit_compile``) resolved for
+the device present: "auto" follows what was measured (benchmarks/train_step.py, docs/runtime.md).
+
+bfloat16 pays where the hardware multiplies it natively: CPUs with AVX512_BF16 or AMX (about 1.9x the float32
+matmul rate here), NVIDIA GPUs from compute capability 8.0 (Ampere), and TPUs. Elsewhere it is emulated and
+slower, so "auto" stays in float32 there.
+
+- ``train.teacher_precision``: the frozen teacher needs no gradient and no optimizer state, so it can hold its
+  weights in bfloat16 and compute in it (half its memory; no per-step weight casts). Its soft targets move by
+  a KL of about 1e-4 nats per token against float32 (docs/runtime.md).
+- ``train.mixed_precision``: the student computes in bfloat16 with float32 variables and optimizer state
+  (Keras' ``mixed_bfloat16``); the losses are computed in float32 (losses.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import tensorflow as tf
+
+from keras_distil.config import ConfigError, TrainConfig
+from keras_distil.training.optim import PRECISIONS, decide_jit
+from keras_distil.training.strategy import on_cpu, strategy_kind
+
+TEACHER_PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeChoice:
+    """What a run uses, each knob resolved (see :func:`resolve_runtime`).
+
+    Args:
+      policy: the Keras dtype policy the student is built and trained under.
+      teacher_precision: the teacher's Keras dtype policy ("float32" or "bfloat16").
+      jit_compile: whether the step is XLA-compiled.
+      reasons: knob name -> why it was resolved so (logged at the start of a run).
+    """
+
+    policy: str
+    teacher_precision: str
+    jit_compile: bool
+    reasons: dict
+
+
+@functools.cache
+def _cpu_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_bfloat16(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
+    """``(native, reason)``: whether the strategy's devices multiply bfloat16 natively.
+
+    Args:
+      strategy: the run's ``tf.distribute.Strategy``.
+
+    Example:
+    >>> native, reason = fast_bfloat16(tf.distribute.get_strategy())
+    >>> isinstance(native, bool) and bool(reason)
+    True
+    """
+    kind = strategy_kind(strategy)
+    if kind == "tpu":
+        return True, "TPU"
+    if not on_cpu(strategy):
+        gpus = tf.config.list_physical_devices("GPU")
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") or (0, 0)
+                        for g in gpus]
+        if capabilities and min(capabilities) >= (8, 0):
+            return True, f"GPU compute capability {'.'.join(map(str, min(capabilities)))} (>= 8.0)"
+        return False, "GPU older than compute capability 8.0: bfloat16 is emulated"
+    flags = _cpu_flags() & {"avx512_bf16", "amx_bf16"}
+    if flags:
+        return True, f"CPU with {', '.join(sorted(flags))}"
+    return False, "CPU without AVX512_BF16 / AMX: bfloat16 is emulated"
+
+
+def resolve_runtime(train: TrainConfig, strategy: tf.distribute.Strategy) -> RuntimeChoice:
+    """The student's policy, the teacher's precision and XLA for ``train``'s knobs on ``strategy``'s devices.
+
+    Args:
+      train: the recipe's ``TrainConfig`` (``mixed_precision``, ``teacher_precision``, ``jit_compile``).
+      strategy: the run's ``tf.distribute.Strategy``.
+
+    Example:
+    >>> choice = resolve_runtime(TrainConfig(mixed_precision="float32", teacher_precision="float32",
+    ...                                      jit_compile="off"), tf.distribute.get_strategy())
+    >>> choice.policy, choice.teacher_precision, choice.jit_compile
+    ('float32', 'float32', False)
+    """
+    native, why = fast_bfloat16(strategy)
+    reasons = {}
+    policy = train.mixed_precision
+    if policy == "auto":
+        policy = "mixed_bfloat16" if native else "float32"
+        reasons["train.mixed_precision"] = f"{policy} ({why})"
+    elif policy not in PRECISIONS:
+        raise ConfigError(f"train.mixed_precision: got {policy!r}; accepted: auto, {', '.join(PRECISIONS)}")
+    teacher = train.teacher_precision
+    if teacher == "auto":
+        teacher = "bfloat16" if native else "float32"
+        reasons["train.teacher_precision"] = f"{teacher} ({why})"
+    elif teacher not in TEACHER_PRECISIONS:
+        raise ConfigError(f"train.teacher_precision: got {teacher!r}; accepted: auto, "
+                          f"{', '.join(TEACHER_PRECISIONS)}")
+    jit, jit_reason = decide_jit(train.jit_compile, strategy_kind=strategy_kind(strategy),
+                                 num_replicas=strategy.num_replicas_in_sync, on_cpu=on_cpu(strategy), precision=policy)
+    reasons["train.jit_compile"] = jit_reason
+    return RuntimeChoice(policy, teacher, jit, reasons)
