@@ -44,10 +44,17 @@ test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'
 
 demo: $(DEMO)
-	$(PY) -m keras_distil quickstart
+	$(VENV)/bin/keras-distil quickstart
 
-bench: $(BASE)
+# The speed benchmarks (issue 13): the step against a hand-written Keras step and keras.distillation, where its
+# time goes, the input pipeline against the step, and the paper's recipe on paper. Tables printed, JSON in
+# benchmarks/results/. About 30 minutes on two cores; the quality benchmarks (precision_effect, narrow_students,
+# sentence_embedding) are run one by one.
+bench: $(TESTS)
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/step_profile.py --config small
+	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/scale_on_paper.py
 
 # Hand-written mutants of losses, masking, distiller and step against their fast tests (tools/mutants.py):
 # a table of killed / survived and the survival rate, about 30 minutes on two cores. Not part of `make test`.

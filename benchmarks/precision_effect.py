@@ -57,7 +57,8 @@ def teacher_drift(path: str, heldout: str, max_batches: int, temperature: float 
     loaded = load_teacher(path, require_mlm_head=False)
     fp32 = loaded.model
     bf16 = precision_copy(fp32, "bfloat16")
-    data = DataConfig(batch_size=32, max_len=128, shuffle_buffer=1, masking="mlm")
+    max_len = min(128, fp32.model_config.max_position_embeddings)
+    data = DataConfig(batch_size=32, max_len=max_len, bucket_boundaries=[max_len], shuffle_buffer=1, masking="mlm")
     dataset = build_training_dataset(data, [heldout], WordPieceTokenizer.from_settings(loaded.tokenizer),
                                      repeat=False, drop_remainder=False)
     sums = {"kl_t2": 0.0, "kl_t1": 0.0, "top1": 0.0, "masked": 0.0, "cos": 0.0, "tokens": 0.0}
