@@ -99,27 +99,21 @@ def measured_cpu(path: str) -> dict:
     except (OSError, ValueError):
         payload = None
     if isinstance(payload, dict) and not (payload.get("config") or {}).get("quick"):
-        rows = [r for r in payload.get("results") or payload.get("rows") or []
-                if isinstance(r, dict) and r.get("mfu") and "keras-distil" in str(r.get("implementation", ""))]
-        if any(r.get("ce_positions") == "all" for r in rows):
-            rows = [r for r in rows if r.get("ce_positions") == "all"]
-        teacher = (payload.get("config") or {}).get("teacher") or {}
-        shape = f"{teacher.get('num_layers', '?')}L/{teacher.get('hidden_size', '?')}"
-        for r in rows:
-            cfg = r.get("config") if isinstance(r.get("config"), dict) else {}
-            label = r.get("config") if isinstance(r.get("config"), str) else ""
-            precision = str(r.get("precision") or cfg.get("precision") or label or "float32").lower()
-            key = "bfloat16" if ("bf16" in precision or "bfloat16" in precision) else "float32"
-            if "gflop_per_step" in r and "s_per_step" in r:
-                achieved = r["gflop_per_step"] / r["s_per_step"]
-            else:
-                default = CPU_BF16_CEILING_GFLOPS if key == "bfloat16" else CPU_FP32_CEILING_GFLOPS
-                achieved = r["mfu"] * (r.get("ceiling_gflops") or payload.get("matmul_ceiling_gflops") or default)
-            if key not in found or r["mfu"] > found[key]["mfu"]:
-                found[key] = {"mfu": r["mfu"], "achieved_gflops": achieved, "peak_gflops": achieved / r["mfu"],
-                              "source": f"measured: {os.path.relpath(path)} ({r.get('implementation')}, "
-                                        f"ce_positions={r.get('ce_positions')}, xla={r.get('xla')}, "
-                                        f"teacher {shape})"}
+        # BERT-base rows whose teacher and student compute in one precision: "before (float32)" and the
+        # bfloat16 default (the XLA rows, when present, are slower and never the best).
+        for r in payload.get("results") or []:
+            if r.get("config") != "base" or not str(r.get("implementation", "")).startswith("keras-distil"):
+                continue
+            key = "bfloat16" if "bfloat16" in str(r.get("student_policy")) else "float32"
+            if r.get("teacher_precision") != key or (key in found and r["mfu"] <= found[key]["mfu"]):
+                continue
+            achieved = r["gflop_per_step"] / r["s_per_step"]
+            # MFU is what transfers: this shared machine's ceiling moves with its load (203 GFLOP/s float32 in
+            # the run, ~490 quiet), so the peak is the quiet ceiling.
+            peak = CPU_BF16_CEILING_GFLOPS if key == "bfloat16" else CPU_FP32_CEILING_GFLOPS
+            found[key] = {"mfu": r["mfu"], "achieved_gflops": achieved, "peak_gflops": peak,
+                          "source": f"measured: {os.path.relpath(path)} ({r['implementation']}, BERT-base -> 6 "
+                                    "layers, batch 8, seq 128, masked head)"}
     if "float32" not in found:
         step = CPU_BASE_BATCH * CPU_BASE_SEQ * flops_per_token(TEACHER, STUDENT, CPU_BASE_SEQ,
                                                                round(0.15 * CPU_BASE_SEQ) / CPU_BASE_SEQ)
