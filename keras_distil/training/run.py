@@ -24,7 +24,7 @@ from keras_distil.config import ConfigError, RecipeConfig, dump_json, load_json
 from keras_distil.files import check_output, save_model_atomically
 from keras_distil.training.loop import Trainer
 from keras_distil.training.optim import build_optimizer, precision_policy
-from keras_distil.training.speed import RuntimeChoice, resolve_runtime
+from keras_distil.training.speed import resolve_runtime
 from keras_distil.training.strategy import make_strategy, strategy_kind, worker_info
 
 logger = logging.getLogger("keras_distil.training")
@@ -180,15 +180,10 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool, resume_with_c
     if recipe.out:
         check_output(recipe.out, "out")  # a bad --out fails now, not after loading and counting
     strategy = make_strategy(recipe.train.strategy, tpu=recipe.tpu)  # first: before TF's runtime starts
-    runtime = resolve_runtime(recipe.train, strategy)
-    for knob, reason in runtime.reasons.items():
-        logger.info("%s: %s", knob, reason)
-    with precision_policy(runtime.policy):  # the caller's policy is back afterwards
-        return _train(recipe, command, build, console, strategy, resume_with_changes, runtime)
+    return _train(recipe, command, build, console, strategy, resume_with_changes)
 
 
-def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool,
-           runtime: RuntimeChoice) -> dict:
+def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool) -> dict:
     """The body of :func:`_run`, under the recipe's precision policy."""
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -200,7 +195,7 @@ def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, r
     fresh = is_chief and not os.path.exists(os.path.join(os.path.abspath(recipe.out or "."), "config.json"))
     folder = prepare_folder(recipe, command, is_chief, resume_with_changes)
     try:
-        return _train_in(folder, recipe, command, build, console, strategy, runtime)
+        return _train_in(folder, recipe, command, build, console, strategy)
     except BaseException:
         if fresh:
             remove_failed_start(folder)
@@ -225,8 +220,7 @@ def remove_failed_start(folder: RunFolder) -> None:
         os.rmdir(folder.root)
 
 
-def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, console: bool, strategy,
-              runtime: RuntimeChoice) -> dict:
+def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, console: bool, strategy) -> dict:
     """The run once its folder exists: build, count, compile, train, save the student."""
     from keras_distil.data import build_training_dataset
     from keras_distil.data.pipeline import ensure_nonempty
@@ -234,7 +228,9 @@ def _train_in(folder: RunFolder, recipe: RecipeConfig, command: str, build, cons
     _, is_chief = worker_info(strategy)
     replicas = strategy.num_replicas_in_sync
     with strategy.scope():
-        model, tokenizer = build(recipe, runtime)
+        model, tokenizer, runtime = build(recipe, lambda **widths: resolve_runtime(recipe.train, strategy, **widths))
+    for knob, reason in runtime.reasons.items():
+        logger.info("%s: %s", knob, reason)
     sources = list(recipe.train_data)
     ensure_nonempty(sources, recipe.data, tokenizer)
     steps = total_steps(recipe, sources, tokenizer)
@@ -313,25 +309,29 @@ def distill(recipe: RecipeConfig, console: bool = True, resume_with_changes: boo
     from keras_distil.distiller import Distiller
     from keras_distil.models.bert import precision_copy
     from keras_distil.models.checkpoint_formats import load_teacher
+    from keras_distil.models.student import student_model_config
 
     if not recipe.teacher:
         raise ConfigError("teacher: no teacher given; pass --teacher PATH (a Hugging Face folder, a KerasHub "
                           "preset or a .keras file), or train one with `keras-distil pretrain`")
 
-    def build(recipe, runtime):
+    def build(recipe, resolve):
         loaded = load_teacher(recipe.teacher, distill=recipe.distill)
         check_model_section(recipe, loaded.model.model_config)
         tokenizer = _tokenizer(recipe, loaded.tokenizer)
         if tokenizer.vocab_size != loaded.model.model_config.vocab_size:
             raise ConfigError(f"data.vocab_file: {tokenizer.vocab_file} has {tokenizer.vocab_size} tokens, the "
                               f"teacher {recipe.teacher} {loaded.model.model_config.vocab_size}")
-        student, basis = recipe_student(recipe, loaded.model, tokenizer)
-        # The frozen teacher in train.teacher_precision: it needs no gradient (docs/runtime.md).
-        teacher = precision_copy(loaded.model, runtime.teacher_precision)
-        distiller = Distiller(teacher, student, recipe.distill, projection_basis=basis)
+        shape = student_model_config(loaded.model.model_config, recipe.student, recipe.distill.student_layers)
+        runtime = resolve(student_width=shape.hidden_size, teacher_width=loaded.model.model_config.hidden_size)
+        with precision_policy(runtime.policy):  # the student (and the projections) train in the run's policy
+            student, basis = recipe_student(recipe, loaded.model, tokenizer)
+            # The frozen teacher in train.teacher_precision: it needs no gradient (docs/runtime.md).
+            teacher = precision_copy(loaded.model, runtime.teacher_precision)
+            distiller = Distiller(teacher, student, recipe.distill, projection_basis=basis)
         if recipe.distill.uses_sentence_embeddings or loaded.model.pooling is not None:
             student.pooling = distiller.pooling  # the embedding it was trained to produce travels with it
-        return distiller, tokenizer
+        return distiller, tokenizer, runtime
 
     return _run(recipe, "distill", build, console, resume_with_changes)
 
@@ -355,13 +355,15 @@ def pretrain(recipe: RecipeConfig, console: bool = True, resume_with_changes: bo
         raise ConfigError(f"model.max_position_embeddings: got {recipe.model.max_position_embeddings}; "
                           f"accepted: >= data.max_len={recipe.data.max_len}")
 
-    def build(recipe, runtime):  # no teacher: runtime.teacher_precision does not apply
+    def build(recipe, resolve):  # no teacher: train.teacher_precision does not apply
         tokenizer = _tokenizer(recipe, None)
         model_config = recipe.model
         if model_config.vocab_size != tokenizer.vocab_size:
             logger.info("model.vocab_size set to %d from %s", tokenizer.vocab_size, tokenizer.vocab_file)
             model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
-        return Pretrainer(build_mlm_model(model_config)), tokenizer
+        runtime = resolve(student_width=model_config.hidden_size)
+        with precision_policy(runtime.policy):
+            return Pretrainer(build_mlm_model(model_config)), tokenizer, runtime
 
     return _run(recipe, "pretrain", build, console, resume_with_changes)
 

@@ -3,11 +3,12 @@ the device present: "auto" follows what was measured (benchmarks/train_step.py, 
 
 bfloat16 pays where the hardware multiplies it natively: CPUs with AVX512_BF16 or AMX (about 1.9x the float32
 matmul rate here), NVIDIA GPUs from compute capability 8.0 (Ampere), and TPUs. Elsewhere it is emulated and
-slower, so "auto" stays in float32 there.
+slower, so "auto" stays in float32 there, and in models narrower than 256, where the casts and the
+element-wise work outweigh the faster matmuls (:data:`BFLOAT16_MIN_WIDTH`).
 
 - ``train.teacher_precision``: the frozen teacher needs no gradient and no optimizer state, so it can hold its
   weights in bfloat16 and compute in it (half its memory; no per-step weight casts). Its soft targets move by
-  a KL of about 1e-4 nats per token against float32 (docs/runtime.md).
+  a KL of 1.6e-5 nats per masked token at T=2 against float32 (benchmarks/precision_effect.py).
 - ``train.mixed_precision``: the student computes in bfloat16 with float32 variables and optimizer state
   (Keras' ``mixed_bfloat16``); the losses are computed in float32 (losses.py).
 """
@@ -24,6 +25,9 @@ from keras_distil.training.optim import PRECISIONS, decide_jit
 from keras_distil.training.strategy import on_cpu, strategy_kind
 
 TEACHER_PRECISIONS = ("float32", "bfloat16")
+# Narrower models stay float32 under "auto": the step measured 0.93x at 64 wide and 0.96x at 128 (the
+# quickstart) in bfloat16, 1.19x at 256, 1.39x at 384 (all-MiniLM-L6-v2) and 1.5x at 768 (BERT-base).
+BFLOAT16_MIN_WIDTH = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +86,26 @@ def fast_bfloat16(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
     return False, "CPU without AVX512_BF16 / AMX: bfloat16 is emulated"
 
 
-def resolve_runtime(train: TrainConfig, strategy: tf.distribute.Strategy) -> RuntimeChoice:
+def _auto_bfloat16(native: bool, why: str, width: int | None) -> tuple[bool, str]:
+    if not native:
+        return False, why
+    if width is not None and width < BFLOAT16_MIN_WIDTH:
+        return False, f"{why}, but {width} wide: bfloat16 measured slower below {BFLOAT16_MIN_WIDTH}"
+    return True, why
+
+
+def resolve_runtime(train: TrainConfig, strategy: tf.distribute.Strategy, student_width: int | None = None,
+                    teacher_width: int | None = None) -> RuntimeChoice:
     """The student's policy, the teacher's precision and XLA for ``train``'s knobs on ``strategy``'s devices.
+
+    "auto" means bfloat16 where the devices multiply it natively and the model is at least
+    :data:`BFLOAT16_MIN_WIDTH` wide; narrower models stay float32 (docs/runtime.md, "Speed").
 
     Args:
       train: the recipe's ``TrainConfig`` (``mixed_precision``, ``teacher_precision``, ``jit_compile``).
       strategy: the run's ``tf.distribute.Strategy``.
+      student_width: the student's hidden size (None: not considered).
+      teacher_width: the teacher's hidden size (None: not considered).
 
     Example:
     >>> choice = resolve_runtime(TrainConfig(mixed_precision="float32", teacher_precision="float32",
@@ -99,14 +117,16 @@ def resolve_runtime(train: TrainConfig, strategy: tf.distribute.Strategy) -> Run
     reasons = {}
     policy = train.mixed_precision
     if policy == "auto":
-        policy = "mixed_bfloat16" if native else "float32"
-        reasons["train.mixed_precision"] = f"{policy} ({why})"
+        use, reason = _auto_bfloat16(native, why, student_width)
+        policy = "mixed_bfloat16" if use else "float32"
+        reasons["train.mixed_precision"] = f"{policy} ({reason})"
     elif policy not in PRECISIONS:
         raise ConfigError(f"train.mixed_precision: got {policy!r}; accepted: auto, {', '.join(PRECISIONS)}")
     teacher = train.teacher_precision
     if teacher == "auto":
-        teacher = "bfloat16" if native else "float32"
-        reasons["train.teacher_precision"] = f"{teacher} ({why})"
+        use, reason = _auto_bfloat16(native, why, teacher_width)
+        teacher = "bfloat16" if use else "float32"
+        reasons["train.teacher_precision"] = f"{teacher} ({reason})"
     elif teacher not in TEACHER_PRECISIONS:
         raise ConfigError(f"train.teacher_precision: got {teacher!r}; accepted: auto, "
                           f"{', '.join(TEACHER_PRECISIONS)}")

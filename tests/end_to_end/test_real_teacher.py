@@ -46,12 +46,12 @@ def test_distilled_student_beats_the_copied_layers_on_held_out_text(corpus, tmp_
     train, heldout = corpus
     recipe = load_recipe(RECIPE, overrides=[
         f"teacher={teacher}", f"train_data={json.dumps([train])}", f"out={tmp_path / 'run'}",
-        "train.steps=40", "data.batch_size=32", "data.max_len=64", "data.bucket_boundaries=[32]",
-        "data.shuffle_buffer=2000", "train.checkpoint_every=40", "train.log_every=10", "train.strategy=default",
+        "train.steps=20", "data.batch_size=32", "data.max_len=64", "data.bucket_boundaries=[32]",
+        "data.shuffle_buffer=2000", "train.checkpoint_every=20", "train.log_every=10", "train.strategy=default",
         "train.jit_compile=off"])
     assert recipe.distill.alpha_mlm == recipe.distill.alpha_ce == 0 and recipe.distill.alpha_sentence_cos > 0
     result = distill(recipe, console=False)
-    assert result["steps"] == 40 and "mlm" not in result and result["sentence_cos"] > 0
+    assert result["steps"] == 20 and "mlm" not in result and result["sentence_cos"] > 0
 
     student = os.path.join(result["run"], "student", "keras_hub")
     report = evaluate_checkpoints({"teacher": teacher, "student": student}, [heldout], teacher_name="teacher",
@@ -62,7 +62,8 @@ def test_distilled_student_beats_the_copied_layers_on_held_out_text(corpus, tmp_
     copied = report["models"][COPIED_NAME]["vs_teacher"]
     figures = {key: (copied[key], trained[key]) for key in ("sentence_cosine", "similarity_spearman",
                                                             "neighbour_agreement", "hidden_cosine")}
-    # Measured (40 steps of 32): sentence cosine 0.61 -> ~0.8, Spearman 0.57 -> ~0.75.
+    # Measured (20 steps of 32): sentence cosine 0.64 -> 0.81, Spearman 0.64 -> 0.75, hidden cosine 0.60 -> 0.74
+    # (40 steps, the earlier setting, gave about the same at twice the time).
     assert trained["sentence_cosine"] > copied["sentence_cosine"] + 0.1, figures
     assert trained["similarity_spearman"] > copied["similarity_spearman"] + 0.05, figures
     assert trained["hidden_cosine"] > copied["hidden_cosine"], figures

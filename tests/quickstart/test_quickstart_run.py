@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import pytest
 from helpers import REPO_ROOT
@@ -244,11 +243,10 @@ def test_quickstart_end_to_end_tiny(tmp_path, capsys):
     assert os.path.isfile(out / "export" / "student" / "1" / "saved_model.pb")
     assert os.path.isfile(out / "export" / "student" / "tflite" / "1" / "model.tflite")
 
-    # a rerun reuses every stage; a changed evaluation knob reruns evaluate and report only
-    start = time.perf_counter()
+    # a rerun reuses every stage (no stage runs again: each says so); a changed evaluation knob reruns evaluate
+    # and report only
     assert main(["--out", str(out), *TINY]) == 0
     assert "skipped" in capsys.readouterr().out
-    assert time.perf_counter() - start < 15
     assert main(["--out", str(out), *TINY, "--set", "eval_batches=1"]) == 0
     printed = capsys.readouterr().out
     for name in ("corpus", "vocab", "teacher", "distill", "baseline", "export"):

@@ -69,3 +69,15 @@ def test_a_bfloat16_teacher_holds_bfloat16_weights_and_stays_close_to_float32():
     np.testing.assert_allclose(np.asarray(tf.cast(b["logits"], tf.float32)), np.asarray(a["logits"]), atol=0.05)
     # the float32 model is left as it was
     assert {w.dtype for w in teacher.weights} == {"float32"}
+
+
+def test_auto_keeps_models_narrower_than_256_in_float32(cpu_flags):
+    """bfloat16 measured slower below 256 wide (docs/runtime.md): the quickstart's and the tests' models."""
+    cpu_flags("avx512_bf16")
+    narrow = resolve_runtime(TrainConfig(), default_strategy(), student_width=128, teacher_width=128)
+    assert (narrow.policy, narrow.teacher_precision) == ("float32", "float32")
+    assert "128 wide" in narrow.reasons["train.mixed_precision"]
+    mixed = resolve_runtime(TrainConfig(), default_strategy(), student_width=192, teacher_width=384)
+    assert (mixed.policy, mixed.teacher_precision) == ("float32", "bfloat16")
+    wide = resolve_runtime(TrainConfig(), default_strategy(), student_width=768, teacher_width=768)
+    assert (wide.policy, wide.teacher_precision) == ("mixed_bfloat16", "bfloat16")
