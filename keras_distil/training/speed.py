@@ -115,21 +115,19 @@ def resolve_runtime(train: TrainConfig, strategy: tf.distribute.Strategy, studen
     """
     native, why = fast_bfloat16(strategy)
     reasons = {}
-    policy = train.mixed_precision
-    if policy == "auto":
-        use, reason = _auto_bfloat16(native, why, student_width)
-        policy = "mixed_bfloat16" if use else "float32"
-        reasons["train.mixed_precision"] = f"{policy} ({reason})"
-    elif policy not in PRECISIONS:
-        raise ConfigError(f"train.mixed_precision: got {policy!r}; accepted: auto, {', '.join(PRECISIONS)}")
-    teacher = train.teacher_precision
-    if teacher == "auto":
-        use, reason = _auto_bfloat16(native, why, teacher_width)
-        teacher = "bfloat16" if use else "float32"
-        reasons["train.teacher_precision"] = f"{teacher} ({reason})"
-    elif teacher not in TEACHER_PRECISIONS:
-        raise ConfigError(f"train.teacher_precision: got {teacher!r}; accepted: auto, "
-                          f"{', '.join(TEACHER_PRECISIONS)}")
+
+    def precision(knob: str, setting: str, accepted: tuple, bfloat16: str, width: int | None) -> str:
+        """``setting`` of ``train.<knob>``, "auto" resolved (and its reason recorded)."""
+        if setting == "auto":
+            use, reason = _auto_bfloat16(native, why, width)
+            setting = bfloat16 if use else "float32"
+            reasons[f"train.{knob}"] = f"{setting} ({reason})"
+        elif setting not in accepted:
+            raise ConfigError(f"train.{knob}: got {setting!r}; accepted: auto, {', '.join(accepted)}")
+        return setting
+
+    policy = precision("mixed_precision", train.mixed_precision, PRECISIONS, "mixed_bfloat16", student_width)
+    teacher = precision("teacher_precision", train.teacher_precision, TEACHER_PRECISIONS, "bfloat16", teacher_width)
     jit, jit_reason = decide_jit(train.jit_compile, strategy_kind=strategy_kind(strategy),
                                  num_replicas=strategy.num_replicas_in_sync, on_cpu=on_cpu(strategy), precision=policy)
     reasons["train.jit_compile"] = jit_reason
