@@ -37,8 +37,10 @@ $(TESTS): $(BASE)
 venv: $(TESTS)
 
 # Every extra is installed here: a test that would skip for a missing optional package fails instead.
+# TEST_WORKERS pytest-xdist processes, each test file on one of them (its module fixtures built once).
+TEST_WORKERS ?= 2
 test: $(TESTS)
-	KERAS_DISTIL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q --durations=15
+	KERAS_DISTIL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: $(TESTS)
 	$(PY) -m pytest -q -m 'not slow'
