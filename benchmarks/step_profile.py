@@ -27,7 +27,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import machine_info, matmul_ceiling_gflops, print_table, time_calls, write_json  # noqa: E402
-from train_step import CANDIDATES, CONFIGS, default_variant, ours, step_flops, synthetic_batch  # noqa: E402
+from train_step import (  # noqa: E402
+    CANDIDATES,
+    CONFIGS,
+    compute_dtype,
+    default_variant,
+    ours,
+    step_flops,
+    synthetic_batch,
+)
 
 from keras_distil import BertMLM, student_from_teacher  # noqa: E402
 
@@ -115,7 +123,7 @@ def main(argv=None):
     variants = {"before (float32)": CANDIDATES["before (float32)"], "default": default}
     rows, summaries = [], []
     for label, variant in variants.items():
-        ceiling = ceilings["bfloat16" if "bfloat16" in variant["policy"] else "float32"]
+        ceiling = ceilings[compute_dtype(variant["policy"])]
         r, s = profile(label, ours(teacher, student, batch, variant), args.steps, flops, ceiling)
         rows += r
         summaries.append({**s, **variant})

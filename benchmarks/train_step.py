@@ -204,7 +204,8 @@ def default_variant() -> tuple[dict, dict]:
 
 
 def compute_dtype(policy: str) -> str:
-    return "bfloat16" if "bfloat16" in policy else "float16" if "float16" in policy else "float32"
+    """The dtype a Keras dtype policy computes in ("mixed_bfloat16" -> "bfloat16")."""
+    return keras.DTypePolicy(policy).compute_dtype
 
 
 def ideal_seconds(teacher_cfg, student_cfg, batch, seq_len, predictions, teacher_dtype, student_dtype, ceilings):

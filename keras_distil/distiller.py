@@ -298,8 +298,9 @@ class Distiller(keras.Model):
         mask_weights = tf.cast(batch["mask_weights"], tf.float32) if "mask_weights" in batch else None
         soft_weights, soft_key = (padding, "tokens") if self._logits_everywhere else (mask_weights, "masked")
         terms = {}
-        if cfg.alpha_ce > 0 and cfg.alpha_mlm > 0 and not self._logits_everywhere:
-            # DistilBERT's two vocabulary terms on the same logits: one fused pass (losses.py)
+        # DistilBERT's two vocabulary terms on the same logits (the masked positions): one fused pass (losses.py)
+        fused = cfg.alpha_ce > 0 and cfg.alpha_mlm > 0 and not self._logits_everywhere
+        if fused:
             kl, ce = losses.soft_targets_and_mlm_per_token(student_out["logits"], teacher_out["logits"],
                                                            batch["mask_ids"], cfg.temperature)
             terms["ce"] = _globally_weighted_mean(kl, soft_weights, totals.get(soft_key))
@@ -307,7 +308,7 @@ class Distiller(keras.Model):
         elif cfg.alpha_ce > 0:
             kl = losses.soft_target_kl_per_token(student_out["logits"], teacher_out["logits"], cfg.temperature)
             terms["ce"] = _globally_weighted_mean(kl, soft_weights, totals.get(soft_key))
-        if cfg.alpha_mlm > 0 and "mlm" not in terms:
+        if cfg.alpha_mlm > 0 and not fused:
             logits = student_out["logits"]
             if self._logits_everywhere:
                 logits = tf.gather(logits, tf.cast(batch["mask_positions"], tf.int32), batch_dims=1)

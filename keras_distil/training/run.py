@@ -172,7 +172,9 @@ def _save_student(student, folder: RunFolder, tokenizer) -> dict:
 
 
 def _run(recipe: RecipeConfig, command: str, build, console: bool, resume_with_changes: bool = False) -> dict:
-    """Shared by distill and pretrain. ``build(strategy) -> (trainer_model, tokenizer)`` under the scope."""
+    """Shared by distill and pretrain. ``build(recipe, resolve) -> (trainer_model, tokenizer, runtime)``, called
+    under the strategy's scope: ``resolve(student_width=, teacher_width=)`` gives the run's
+    :class:`~keras_distil.training.speed.RuntimeChoice`, and ``build`` makes its models under that policy."""
 
     if not recipe.train_data:
         raise ConfigError("train_data: no corpus given; pass --train-data PATH (text files, a prepared folder, "
@@ -184,7 +186,7 @@ def _run(recipe: RecipeConfig, command: str, build, console: bool, resume_with_c
 
 
 def _train(recipe: RecipeConfig, command: str, build, console: bool, strategy, resume_with_changes: bool) -> dict:
-    """The body of :func:`_run`, under the recipe's precision policy."""
+    """The body of :func:`_run`: the run folder, and its removal when the run fails before its first checkpoint."""
 
     keras.utils.set_random_seed(recipe.train.seed)
     _, is_chief = worker_info(strategy)
